@@ -1,0 +1,51 @@
+# mslib — Multi-Scale Medical Image Segmentation, step by step
+#
+#   make test        set up .venv (first time) and run the whole test suite
+#   make book        set up .venv, execute every chapter (quick profile), build _build/html
+#   make notebooks   re-execute the chapters in place (quick profile) and store their outputs
+#   make bench       print the benchmark tables
+#
+# PYTHON picks the interpreter that creates .venv (3.10+).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+export TQDM_DISABLE ?= 1
+export MPLBACKEND := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help venv test test-fast book book-html notebooks bench clean
+
+help:
+	@sed -n '3,9p' Makefile
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not notebook and not slow" $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(PY) tools/book.py execute --in-place
+
+book: $(STAMP)
+	$(PY) tools/book.py build --execute
+
+book-html: $(STAMP)
+	$(PY) tools/book.py build --strict
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf _build .pytest_cache

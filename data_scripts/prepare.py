@@ -1,0 +1,224 @@
+"""Conversion helpers shared by the dataset modules: reading images and masks, reporting
+repairs, deterministic splits, and verification of a prepared dataset before it is committed.
+
+Repairs are never silent. Each helper that changes a mask's values calls
+``report(what)`` with a short, stable text, for example
+
+- ``"JPEG mask thresholded at 128"`` (values other than 0/1/255 were present),
+- ``"RGB mask reduced to one channel"`` (a 24-bit mask whose channels are equal),
+- ``"3 masks merged by union"`` (BUSI ``NAME_mask.png`` + ``NAME_mask_1.png`` ...).
+
+The texts end up in ``dataset.json`` under ``repairs`` and in the printed summary.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mslib.data.layout import IMAGES, MASKS, PreparedWriter
+
+__all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
+           "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
+           "window", "Reporter"]
+
+Reporter = Callable[[str], None]
+
+
+class VerificationError(ValueError):
+    """The prepared data do not match what the dataset must contain."""
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def load_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Read an image file as uint8 HxWx3 (``channels=3``) or HxW (``channels=1``)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I", "F") or np.asarray(im).dtype != np.uint8 and im.mode not in ("1",):
+                arr = to_uint8_image(np.asarray(im))
+                return arr if channels == 1 else np.repeat(arr[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB" if channels == 3 else "L"))
+    except (OSError, SyntaxError) as exc:
+        raise VerificationError(f"cannot read image {path}: {exc}; the file is damaged, re-extract the archive") from exc
+
+
+def to_uint8_image(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Scale an array linearly so that ``lo -> 0`` and ``hi -> 255`` (defaults: its min/max), rounding."""
+    arr = np.asarray(arr, dtype=np.float64)
+    lo = float(arr.min()) if lo is None else lo
+    hi = float(arr.max()) if hi is None else hi
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.clip(np.rint((arr - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
+
+
+def window(arr: np.ndarray, level: float, width: float) -> np.ndarray:
+    """CT intensity window: ``[level - width/2, level + width/2]`` mapped to 0..255 (clipped)."""
+    return to_uint8_image(arr, level - width / 2.0, level + width / 2.0)
+
+
+def binarize(arr: np.ndarray, report: Reporter = _noop) -> np.ndarray:
+    """A foreground/background mask as uint8 0/1, reporting every repair.
+
+    - bool or {0, 1}: kept; {0, 255}: divided by 255 (the usual encoding, not a repair);
+    - 3 or 4 channels: reduced to one (alpha dropped; max over RGB), reported;
+    - any other values (JPEG ringing, resampling): thresholded at 128 (at half the dtype's
+      range for 16-bit masks), reported.
+    """
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if a.ndim == 3:
+        rgb = a[..., :3]
+        same = bool(np.all(rgb == rgb[..., :1]))
+        a = rgb[..., 0] if same else rgb.max(axis=2)
+        report("RGB mask reduced to one channel" if same else "RGB mask reduced (max over channels)")
+    if a.ndim != 2:
+        raise VerificationError(f"mask has shape {np.asarray(arr).shape}; expected HxW or HxWx3")
+    values = np.unique(a)
+    if values.size <= 2 and set(values.tolist()) <= {0, 1}:
+        return a.astype(np.uint8)
+    if set(values.tolist()) <= {0, 255}:
+        return (a == 255).astype(np.uint8)
+    thr = 128 if a.dtype == np.uint8 or a.max() <= 255 else (np.iinfo(a.dtype).max + 1) // 2 if a.dtype.kind in "ui" else 0.5
+    report(f"JPEG mask thresholded at {thr}")
+    return (a >= thr).astype(np.uint8)
+
+
+def load_binary_mask(path: str | Path, report: Reporter = _noop) -> np.ndarray:
+    """Read a mask file (1-bit, 8-bit, RGB, JPEG) as uint8 0/1 (see :func:`binarize`)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im)
+    except (OSError, SyntaxError) as exc:
+        raise VerificationError(f"cannot read mask {path}: {exc}; the file is damaged, re-extract the archive") from exc
+    return binarize(arr, report)
+
+
+def union_masks(paths: Sequence[str | Path], report: Reporter = _noop) -> np.ndarray:
+    """Union of several binary masks of the same size (BUSI ``_mask``, ``_mask_1``, ...), reported."""
+    masks = [load_binary_mask(p, report) for p in paths]
+    shapes = {m.shape for m in masks}
+    if len(shapes) != 1:
+        raise VerificationError(f"masks {[str(p) for p in paths]} differ in size {sorted(shapes)}")
+    if len(masks) > 1:
+        report(f"{len(masks)} masks merged by union")
+    return np.maximum.reduce(masks)
+
+
+def seeded_split(names: Sequence[str], sizes: Mapping[str, int | float], seed: int = 0) -> dict[str, list[str]]:
+    """Split sorted ``names`` at random (``random.Random(seed)``) into parts of the given sizes.
+
+    Sizes are counts, or fractions of ``len(names)``; the last part takes the remainder so
+    that every name is used exactly once. The result depends only on the set of names and
+    the seed, never on the file system's listing order.
+    """
+    pool = sorted(names)
+    random.Random(seed).shuffle(pool)
+    out: dict[str, list[str]] = {}
+    keys = list(sizes)
+    start = 0
+    for i, k in enumerate(keys):
+        n = sizes[k]
+        count = len(pool) - start if i == len(keys) - 1 else (round(n * len(pool)) if isinstance(n, float) else int(n))
+        count = max(0, min(count, len(pool) - start))
+        out[k] = pool[start:start + count]
+        start += count
+    return out
+
+
+def kfold(names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str] | None = None) -> list[list[str]]:
+    """``k`` disjoint folds covering ``names`` (stratified by ``strata[name]`` when given).
+
+    Within each stratum the sorted names are shuffled with ``random.Random(seed)`` and dealt
+    round-robin to the folds, so fold sizes differ by at most one per stratum.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    groups: dict[str, list[str]] = {}
+    for n in sorted(names):
+        groups.setdefault(strata[n] if strata else "", []).append(n)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    offset = 0
+    for key in sorted(groups):
+        pool = groups[key]
+        random.Random(f"{seed}-{key}").shuffle(pool)
+        for i, n in enumerate(pool):
+            folds[(i + offset) % k].append(n)
+        offset += len(pool)
+    return [sorted(f) for f in folds]
+
+
+def check_counts(dataset: str, got: Mapping[str, int], expected: Mapping[str, int], allow_partial: bool) -> list[str]:
+    """Compare counts with the dataset's published numbers.
+
+    Raises :class:`VerificationError` on a mismatch, unless ``allow_partial`` (then a loud
+    warning is printed and returned). Keys are ``"total"`` or split names.
+    """
+    bad = [f"{k}: {got.get(k, 0)} (expected {v})" for k, v in expected.items() if got.get(k, 0) != v]
+    if not bad:
+        return []
+    msg = f"{dataset}: counts differ from the published dataset: " + "; ".join(bad)
+    if not allow_partial:
+        raise VerificationError(msg + ". The raw files are incomplete or a different version: re-download "
+                                "them, or pass --allow-partial to prepare what is there anyway.")
+    warn = f"WARNING (--allow-partial): {msg}. This is NOT the full dataset; do not compare with papers."
+    print(warn)
+    warnings.warn(warn, stacklevel=2)
+    return [warn]
+
+
+def verify_files(w: PreparedWriter) -> None:
+    """Re-read what ``w`` wrote (before it is committed): every image has its mask, sizes match,
+    mask values lie in ``0..len(classes)-1``, every split name exists."""
+    root = w.tmp_root
+    images = {p.stem for p in (root / IMAGES).glob("*.png")}
+    masks = {p.stem for p in (root / MASKS).glob("*.png")}
+    if images != masks:
+        raise VerificationError(f"{w.name}: images without masks {sorted(images - masks)[:5]}, "
+                                f"masks without images {sorted(masks - images)[:5]}")
+    if images != set(w.names):
+        raise VerificationError(f"{w.name}: written files differ from the added names")
+    k = len(w.classes)
+    for n in w.names:
+        with Image.open(root / MASKS / f"{n}.png") as m, Image.open(root / IMAGES / f"{n}.png") as im:
+            if m.size != im.size:
+                raise VerificationError(f"{w.name}: {n}: mask size {m.size} differs from image size {im.size}")
+            arr = np.asarray(m)
+        if arr.max(initial=0) >= k:
+            raise VerificationError(f"{w.name}: {n}: mask value {int(arr.max())} outside classes 0..{k - 1}")
+
+
+def summarize_repairs(name: str, repairs: Iterable[Mapping[str, str]]) -> str:
+    """A short printed summary: how many samples got each kind of repair."""
+    counts = Counter(r["repair"] for r in repairs)
+    if not counts:
+        return f"{name}: no repairs were needed"
+    lines = [f"{name}: repairs made while converting (also in dataset.json 'repairs'):"]
+    lines += [f"  {n:6d} x {what}" for what, n in counts.most_common()]
+    return "\n".join(lines)
+
+
+def find_dir(roots: Sequence[Path], predicate: Callable[[Path], bool], what: str, max_depth: int = 4) -> Path:
+    """The first folder under ``roots`` (breadth first, up to ``max_depth``) that satisfies ``predicate``."""
+    frontier = [Path(r) for r in roots]
+    for _ in range(max_depth + 1):
+        nxt: list[Path] = []
+        for d in frontier:
+            if d.is_dir():
+                if predicate(d):
+                    return d
+                nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        frontier = nxt
+    raise VerificationError(f"could not find {what} under {', '.join(map(str, roots))}: check that --raw points "
+                            "at the dataset's archive or the folder you extracted it to")

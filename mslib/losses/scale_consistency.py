@@ -1,0 +1,230 @@
+"""MS-Former losses: cross-entropy on the argmax pseudo-label, inter- and intra-scale consistency.
+
+* :func:`pseudo_label_ce` -- MS-Former Eq. 4, cross-entropy between the soft prediction map
+  ``S`` and its own argmax ``Y`` (Kim-Kanezaki style self-training).
+* :func:`inter_scale_loss` -- MS-Former Eq. 5-6, ``1 - cos(G^s, G^l)`` between the global
+  contexts of the small- and large-patch branches, over whole ``d x d`` matrices (paper).
+  ``mode="rowwise", blocks="last"`` is the official code (mean of row cosines of the last
+  block only).
+* :class:`IntraScaleTokens`, :func:`shifted_pairs`, :func:`correlation_matrix`,
+  :func:`intra_scale_loss` -- MS-Former Eq. 7-9: tokens ``A = MSA(BN(z))`` of the output map
+  and of its shifted copy, their correlation matrix ``rho(A1, A2)`` and its L1 distance to
+  the identity.
+* :func:`joint_loss` -- MS-Former Eq. 10, ``l1 L_ce + l2 L_inter + l3 L_intra``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "DEFAULT_LAMBDAS",
+    "pseudo_label_ce",
+    "inter_scale_loss",
+    "shifted_pairs",
+    "IntraScaleTokens",
+    "correlation_matrix",
+    "intra_scale_loss",
+    "joint_loss",
+]
+
+#: (lambda1, lambda2, lambda3) of MS-Former Eq. 10. The paper gives (1, 2, 1.2) as the result of
+#: its grid search (Appendix A) and (1, 5, 1.2) at the end of Appendix A; the official notebook
+#: uses (1, 2.0, 1.2) in its demo and (1, 1.5, 1.3) in its evaluation cell. Default: (1, 2, 1.2).
+DEFAULT_LAMBDAS = (1.0, 2.0, 1.2)
+
+
+def pseudo_label_ce(logits: torch.Tensor) -> torch.Tensor:
+    """MS-Former Eq. 4: cross-entropy of ``softmax(logits)`` against its own argmax.
+
+    ``logits`` is ``(B, K, H, W)``; the target ``Y = argmax_k S`` is detached (a label, not a
+    function of the weights), the mean runs over the ``H x W`` pixels (and the batch).
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"pseudo_label_ce expects logits (B, K, H, W), got {tuple(logits.shape)}")
+    target = logits.detach().argmax(dim=1)
+    return F.cross_entropy(logits, target)
+
+
+def _as_list(contexts) -> list[torch.Tensor]:
+    if isinstance(contexts, torch.Tensor):
+        return [contexts]
+    contexts = list(contexts)
+    if not contexts:
+        raise ValueError("inter_scale_loss: empty list of contexts")
+    return contexts
+
+
+def inter_scale_loss(
+    contexts_small: torch.Tensor | Sequence[torch.Tensor],
+    contexts_large: torch.Tensor | Sequence[torch.Tensor],
+    mode: str = "matrix",
+    blocks: str = "all",
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Inter-scale consistency, MS-Former Eq. 5-6: ``L_inter = 1 - cos(G^s, G^l)``.
+
+    Each argument is one context ``(..., d_k, d_v)`` or a list with one per block (block ``b``
+    of the small branch is paired with block ``b`` of the large branch).
+
+    * ``mode="matrix"`` (paper, Eq. 5): the cosine of the two whole matrices, i.e. the
+      Frobenius inner product over the product of Frobenius norms (one cosine per head and
+      image; Eq. 5 writes ``G^l_ji`` in its middle line, a transposition typo of the first
+      line's inner product).
+    * ``mode="rowwise"`` (official code, ``CosineEmbeddingLoss`` with target 1): the mean over
+      rows of ``1 - cos(row^s, row^l)``.
+    * ``blocks="all"`` averages over the block pairs; ``blocks="last"`` (official) uses the
+      last block of each branch only.
+
+    The result is the mean over blocks, heads and images: 0 for identical contexts, 1 for
+    orthogonal ones, 2 for opposite ones.
+    """
+    if mode not in ("matrix", "rowwise"):
+        raise ValueError(f"inter_scale_loss: mode must be 'matrix' (paper) or 'rowwise' (official), got {mode!r}")
+    if blocks not in ("all", "last"):
+        raise ValueError(f"inter_scale_loss: blocks must be 'all' or 'last', got {blocks!r}")
+    gs, gl = _as_list(contexts_small), _as_list(contexts_large)
+    if len(gs) != len(gl):
+        raise ValueError(f"inter_scale_loss: {len(gs)} small-branch contexts but {len(gl)} large-branch ones")
+    if blocks == "last":
+        gs, gl = gs[-1:], gl[-1:]
+    losses = []
+    for a, b in zip(gs, gl):
+        if a.shape != b.shape:
+            raise ValueError(f"inter_scale_loss: context shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+        if mode == "matrix":
+            cos = F.cosine_similarity(a.flatten(-2), b.flatten(-2), dim=-1, eps=eps)
+        else:
+            cos = F.cosine_similarity(a, b, dim=-1, eps=eps)
+        losses.append((1 - cos).mean())
+    return torch.stack(losses).mean()
+
+
+def shifted_pairs(z: torch.Tensor, shift: int = 2, mode: str = "hv") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pairs ``(A1 map, A2 map)`` of MS-Former Eq. 7: a map and its shifted copy, on the overlap.
+
+    For a ``(B, C, H, W)`` map and ``s = shift`` pixels:
+
+    * ``mode="hv"`` (paper: "shifted horizontally and vertically", shift 2, Appendix A): two
+      pairs, ``(z[..., :, :W-s], z[..., :, s:])`` (horizontal) and ``(z[..., :H-s, :], z[..., s:, :])``
+      (vertical), so that ``A2[..., i, j]`` is ``z[..., i, j+s]`` resp. ``z[..., i+s, j]``.
+    * ``mode="diagonal"`` (official code, with ``shift=1``): one pair ``(z[..., :H-s, :W-s], z[..., s:, s:])``.
+    """
+    if not isinstance(shift, int) or shift < 1:
+        raise ValueError(f"shift must be a positive int (pixels), got {shift!r}")
+    h, w = z.shape[-2:]
+    if shift >= min(h, w):
+        raise ValueError(f"shift={shift} is too large for a {h}x{w} map")
+    s = shift
+    if mode == "hv":
+        return [(z[..., :, : w - s], z[..., :, s:]), (z[..., : h - s, :], z[..., s:, :])]
+    if mode == "diagonal":
+        return [(z[..., : h - s, : w - s], z[..., s:, s:])]
+    raise ValueError(f"shift mode must be 'hv' (paper) or 'diagonal' (official), got {mode!r}")
+
+
+class IntraScaleTokens(nn.Module):
+    """Tokens of MS-Former Eq. 7, ``A = MSA(BN(z))``, at a cost independent of the image size.
+
+    Token design (why): the official code cuts the 256 x 256 map into 32 x 32 patches and
+    flattens each to a 102,400-d vector before a shared linear layer, so the projection
+    alone has ``32*32*K*d`` = 10.2 M parameters and grows with the square of the image size.
+    Here the BN'd map is area-averaged onto a fixed ``grid*cell x grid*cell`` lattice
+    (``adaptive_avg_pool2d``, O(HWK), no parameters); each of the ``grid x grid`` tokens is a
+    patch of ``cell x cell`` averaged pixels (so it keeps the layout inside the patch, which
+    the shift needs to mean anything), flattened to ``cell*cell*K`` values and projected to
+    ``dim`` by a shared linear layer, followed by multi-head self-attention. The number of
+    tokens (``grid**2``, 64 by default as in the official code) and of parameters
+    (``cell**2*K*dim + 4*dim**2``) do not depend on H and W.
+
+    ``forward(z)`` returns a list of ``(A1, A2)`` token pairs, one per shifted pair of
+    :func:`shifted_pairs`, each ``(B, grid**2, dim)``.
+    """
+
+    def __init__(self, channels: int, dim: int = 64, grid: int = 8, cell: int = 4, heads: int = 1,
+                 shift: int = 2, shift_mode: str = "hv"):
+        super().__init__()
+        for name, val in (("channels", channels), ("dim", dim), ("grid", grid), ("cell", cell), ("heads", heads)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"IntraScaleTokens: {name} must be a positive int, got {val!r}")
+        if dim % heads:
+            raise ValueError(f"IntraScaleTokens: dim={dim} must be divisible by heads={heads}")
+        shifted_pairs(torch.zeros(1, 1, shift + 1, shift + 1), shift, shift_mode)  # validates shift and mode
+        self.grid, self.cell, self.shift, self.shift_mode = grid, cell, shift, shift_mode
+        self.bn = nn.BatchNorm2d(channels)
+        self.embed = nn.Linear(cell * cell * channels, dim)
+        self.msa = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def tokens(self, m: torch.Tensor) -> torch.Tensor:
+        """``(B, K, h, w)`` map -> ``(B, grid**2, dim)`` tokens ``MSA(embed(patches))``."""
+        g, c = self.grid, self.cell
+        b, k = m.shape[:2]
+        p = F.adaptive_avg_pool2d(m, (g * c, g * c))                       # (B, K, g*c, g*c)
+        p = p.view(b, k, g, c, g, c).permute(0, 2, 4, 3, 5, 1).reshape(b, g * g, c * c * k)
+        t = self.embed(p)
+        return self.msa(t, t, t, need_weights=False)[0]
+
+    def forward(self, z: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        zb = self.bn(z)
+        return [(self.tokens(a), self.tokens(b)) for a, b in shifted_pairs(zb, self.shift, self.shift_mode)]
+
+
+def correlation_matrix(a1: torch.Tensor, a2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """MS-Former Eq. 8: Pearson correlation ``rho_ij`` between token ``i`` of ``A1`` and token ``j`` of ``A2``.
+
+    ``a1``, ``a2`` are ``(..., n, d)``; the expectation runs over the ``d`` features. Returns
+    ``(..., n, n)`` with entries in [-1, 1].
+    """
+    if a1.shape != a2.shape:
+        raise ValueError(f"correlation_matrix: A1 {tuple(a1.shape)} and A2 {tuple(a2.shape)} must have the same shape")
+    c1 = a1 - a1.mean(dim=-1, keepdim=True)
+    c2 = a2 - a2.mean(dim=-1, keepdim=True)
+    c1 = c1 / (c1.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt()
+    c2 = c2 / (c2.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt()
+    return c1 @ c2.transpose(-2, -1) / a1.shape[-1]
+
+
+def intra_scale_loss(rho: torch.Tensor | Sequence[torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """MS-Former Eq. 9: L1 distance between the correlation matrix ``rho`` (``(..., n, n)``) and ``I``.
+
+    ``reduction="sum"`` is Eq. 9 as written (a sum over the ``n x n`` entries, averaged over
+    images); ``"mean"`` (default, as the official code) divides by ``n**2`` so that the
+    weight lambda3 does not depend on the number of tokens. A list of matrices (one per
+    shifted pair) gives the mean of their losses.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"intra_scale_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
+    mats = [rho] if isinstance(rho, torch.Tensor) else list(rho)
+    losses = []
+    for r in mats:
+        n = r.shape[-1]
+        if r.shape[-2] != n:
+            raise ValueError(f"intra_scale_loss: rho must be square, got {tuple(r.shape)}")
+        d = (r - torch.eye(n, dtype=r.dtype, device=r.device)).abs()
+        d = d.mean(dim=(-2, -1)) if reduction == "mean" else d.sum(dim=(-2, -1))
+        losses.append(d.mean())
+    return torch.stack(losses).mean()
+
+
+def joint_loss(out, lambdas: Sequence[float] = DEFAULT_LAMBDAS, inter_mode: str = "matrix",
+               inter_blocks: str = "all", intra_reduction: str = "mean") -> tuple[torch.Tensor, dict[str, float]]:
+    """MS-Former Eq. 10: ``l1 L_ce + l2 L_inter + l3 L_intra`` on an :class:`~mslib.models.msformer.MSFormerOutput`.
+
+    Returns ``(loss, parts)`` with ``parts`` the detached float value of each term (and the
+    correlation matrices are not kept; use :func:`correlation_matrix` on ``out.tokens`` for
+    plots). A zero weight skips its term entirely (no cost).
+    """
+    if len(lambdas) != 3:
+        raise ValueError(f"joint_loss: lambdas must be (lambda1, lambda2, lambda3), got {lambdas!r}")
+    l1, l2, l3 = (float(v) for v in lambdas)
+    zero = out.logits.new_zeros(())
+    ce = pseudo_label_ce(out.logits) if l1 else zero
+    inter = inter_scale_loss(out.contexts_small, out.contexts_large, inter_mode, inter_blocks) if l2 else zero
+    if l3 and out.tokens is None:
+        raise ValueError("joint_loss: lambda3 > 0 needs intra-scale tokens; the model returned tokens=None")
+    intra = intra_scale_loss([correlation_matrix(a, b) for a, b in out.tokens], intra_reduction) if l3 else zero
+    total = l1 * ce + l2 * inter + l3 * intra
+    return total, {"ce": float(ce), "inter": float(inter), "intra": float(intra), "total": float(total)}
