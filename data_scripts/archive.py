@@ -98,7 +98,7 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
             _check_link(archive, name, target, hard=False)
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; zip symlinks "
                                      "are not supported (extract the archive yourself and pass the folder)")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a special file; refusing to extract")
 
 

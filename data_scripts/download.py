@@ -27,7 +27,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -127,8 +127,9 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
         else:  # 200: the server ignores Range (or nothing to resume): start again
             mode, start, total = "wb", 0, length
         got = 0
+        opts = {} if progress else {"disable": True}  # else tqdm's own TQDM_DISABLE etc. decide
         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=Path(part.name[:-5]).name, disable=not progress, leave=False)
+                   desc=Path(part.name[:-5]).name, leave=False, **opts)
         try:
             with open(part, mode) as fh:
                 while True:

@@ -13,7 +13,6 @@ The texts end up in ``dataset.json`` under ``repairs`` and in the printed summar
 from __future__ import annotations
 
 import random
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -25,7 +24,9 @@ from mslib.data.layout import IMAGES, MASKS, PreparedWriter
 
 __all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
            "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
-           "window", "Reporter"]
+           "window", "Reporter", "reporter", "pair_files", "IMAGE_EXTS"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 Reporter = Callable[[str], None]
 
@@ -38,12 +39,16 @@ def _noop(_: str) -> None:
     return None
 
 
-def load_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """Read an image file as uint8 HxWx3 (``channels=3``) or HxW (``channels=1``)."""
+def load_image(path: str | Path, channels: int = 3, report: Reporter = _noop) -> np.ndarray:
+    """Read an image file as uint8 HxWx3 (``channels=3``) or HxW (``channels=1``).
+
+    16-bit and float images are rescaled min..max to 0..255 and the rescaling is reported.
+    """
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I", "F") or np.asarray(im).dtype != np.uint8 and im.mode not in ("1",):
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                report(f"{im.mode} image rescaled min..max to uint8")
                 arr = to_uint8_image(np.asarray(im))
                 return arr if channels == 1 else np.repeat(arr[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB" if channels == 3 else "L"))
@@ -174,7 +179,6 @@ def check_counts(dataset: str, got: Mapping[str, int], expected: Mapping[str, in
                                 "them, or pass --allow-partial to prepare what is there anyway.")
     warn = f"WARNING (--allow-partial): {msg}. This is NOT the full dataset; do not compare with papers."
     print(warn)
-    warnings.warn(warn, stacklevel=2)
     return [warn]
 
 
@@ -222,3 +226,39 @@ def find_dir(roots: Sequence[Path], predicate: Callable[[Path], bool], what: str
         frontier = nxt
     raise VerificationError(f"could not find {what} under {', '.join(map(str, roots))}: check that --raw points "
                             "at the dataset's archive or the folder you extracted it to")
+
+
+def reporter(w: PreparedWriter, name: str) -> Reporter:
+    """A ``report(what)`` callback that records repairs of sample ``name`` in ``w``."""
+    return lambda what: w.report_repair(name, what)
+
+
+def pair_files(image_dir: Path, mask_dir: Path, mask_stem: Callable[[str], str] = lambda s: s,
+               exts: Sequence[str] = IMAGE_EXTS, mask_exts: Sequence[str] = IMAGE_EXTS) -> dict[str, tuple[Path, Path]]:
+    """Pair ``image_dir/STEM.ext`` with ``mask_dir/mask_stem(STEM).ext`` (any image extension).
+
+    Raises :class:`VerificationError` naming the unpaired files.
+    """
+    def listing(d: Path, exts: Sequence[str]) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in sorted(d.iterdir()):
+            if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."):
+                if p.stem in out:
+                    raise VerificationError(f"{d}: two files with the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
+                out[p.stem] = p
+        return out
+
+    images, masks = listing(image_dir, exts), listing(mask_dir, mask_exts)
+    pairs, missing = {}, []
+    for stem, img in images.items():
+        m = masks.pop(mask_stem(stem), None)
+        if m is None:
+            missing.append(img.name)
+        else:
+            pairs[stem] = (img, m)
+    if missing or masks:
+        raise VerificationError(f"{image_dir}: images without a mask in {mask_dir}: {missing[:5]}; "
+                                f"masks without an image: {sorted(p.name for p in masks.values())[:5]}")
+    if not pairs:
+        raise VerificationError(f"{image_dir}: no images found (extensions {', '.join(exts)})")
+    return pairs

@@ -18,7 +18,7 @@ import torch
 
 RECORD_MIME = "application/vnd.mslib.record+json"
 
-__all__ = ["get_device", "seed_everything", "record", "read_records", "data_dir", "RECORD_MIME"]
+__all__ = ["get_device", "seed_everything", "seed_worker", "record", "read_records", "to_jsonable", "data_dir", "RECORD_MIME"]
 
 
 def get_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -80,7 +80,8 @@ def seed_worker(worker_id: int) -> None:  # pragma: no cover - runs in DataLoade
     random.seed(s)
 
 
-def _jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
+    """Convert tensors, NumPy values and containers to JSON types (non-finite floats as strings)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         value = value.item() if value.numel() == 1 else value.tolist()
@@ -89,24 +90,24 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
 
 
-def record(name: str, value: Any) -> Any:
+def record(name: str, value: Any) -> None:
     """Record a result of the running notebook so that a test can read it back.
 
     The value (a number, string, list or dict; tensors and NumPy values are converted) is
     displayed as ``{name: value}`` under the MIME type ``application/vnd.mslib.record+json``
-    with a short text fallback. Returns the JSON value.
+    with a short text fallback. Returns nothing, so that a call ending a cell prints no echo.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("record(name, value): name must be a non-empty string")
-    payload = _jsonable(value)
+    payload = to_jsonable(value)
     json.dumps(payload)  # fail here, not in the test, if it is not serialisable
     try:
         from IPython import get_ipython
@@ -116,7 +117,6 @@ def record(name: str, value: Any) -> Any:
             display({RECORD_MIME: {name: payload}, "text/plain": f"recorded {name} = {payload!r}"}, raw=True)
     except ImportError:  # pragma: no cover - IPython is optional outside notebooks
         pass
-    return payload
 
 
 def read_records(notebook: str | os.PathLike | dict) -> dict[str, Any]:

@@ -50,14 +50,8 @@ def strip_widget_state(nb: dict) -> dict:
     """Drop ipywidgets state and widget-view outputs (static HTML would show 'HBox(...)')."""
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
-        outs = []
-        for o in cell.get("outputs", []) or []:
-            data = o.get("data", {})
-            if "application/vnd.jupyter.widget-view+json" in data:
-                data.pop("application/vnd.jupyter.widget-view+json")
-                if not data:
-                    continue
-            outs.append(o)
+        outs = [o for o in cell.get("outputs", []) or []
+                if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
         if cell.get("cell_type") == "code":
             cell["outputs"] = outs
     return nb
@@ -101,6 +95,7 @@ def cmd_execute(args) -> int:
             try:
                 secs = execute(nb, Path(tmp))
                 _clean_for_storage(Path(tmp))
+                os.chmod(tmp, 0o644)
                 os.replace(tmp, nb)
             finally:
                 if os.path.exists(tmp):

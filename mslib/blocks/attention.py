@@ -115,8 +115,8 @@ class MixFFN(nn.Module):
         if h * w != n:
             raise ValueError(f"MixFFN: hw={hw} does not match the {n} tokens")
         x = self.fc1(x)
-        m = x.transpose(1, 2).reshape(b, -1, h, w)
-        x = self.dwconv(m).flatten(2).transpose(1, 2)
+        m = x.view(b, h, w, -1).permute(0, 3, 1, 2)                  # channels-last view, no copy
+        x = self.dwconv(m).permute(0, 2, 3, 1).reshape(b, n, -1)
         return self.fc2(self.act(x))
 
 

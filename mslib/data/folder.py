@@ -29,60 +29,62 @@ every message names the file or argument and says how to fix it.
 
 Errors:
 
-=========================================================  ==================================================
-bad input                                                  what happens
-=========================================================  ==================================================
-``root`` does not exist / has no ``images/`` or ``masks/``  ``FileNotFoundError`` naming the folder
-``dataset.json`` missing                                   ``FileNotFoundError`` with a minimal example
-``dataset.json`` not valid JSON                            error naming the file and the JSON error
-``dataset.json`` without ``classes`` (or ``name``)         error naming the missing key
-``classes`` not a list of >= 2 names                       error naming ``classes``
-``channels`` not 1 or 3                                    error naming ``channels``
-no image files in ``images/`` (empty dataset)              error naming the folder
-a non-image file (``notes.txt``) in ``images/``/``masks/``  error naming the file (dotfiles and subfolders are
-                                                           skipped)
-two files with the same stem (``a.png`` and ``a.jpg``)     error naming both files
-an image without a mask                                    error naming the image and the expected mask path
-a mask without an image (``split=None``)                   error naming the mask
-unknown split name                                         ``FileNotFoundError`` listing the available splits
-no ``splits/`` folder but a split is asked for             ``FileNotFoundError``: use ``split=None`` or write
-                                                           ``splits/NAME.txt``
-empty split file                                           error naming the split file
-split names a sample with no image (or no mask)            error naming the split file and the samples
-split lists a name twice                                   error naming the split file and the names
-unreadable file (a text file renamed ``x.png``)            error naming the file
-truncated / corrupt PNG or JPEG (image or mask)            error naming the file (at construction with
-                                                           ``validate=True``; otherwise when loaded)
-image and mask sizes differ                                error naming both sizes (mixed sizes *across*
-                                                           samples are fine: resizing is the transform's job)
-image with an unsupported channel layout (``LA``, ``CMYK``,  error naming the file and its mode
-float ``F``, ...)
-RGB image whose channels differ in a grayscale dataset      error: set ``"channels": 3`` or convert
-mask values outside ``0..len(classes)-1``                  error listing the values found and the classes
-RGB mask whose channels differ (colour-coded mask)         error: convert to class indices (a palette "P" PNG
-                                                           or a lookup table)
-JPEG mask in a multi-class dataset                         error: JPEG cannot store class indices; use PNG
-mask mode that cannot hold class indices (e.g. ``F``)       error naming the file and its mode
-``split`` not a string or ``None``; non-callable            ``TypeError`` naming the argument
-``transform``
-=========================================================  ==================================================
+=============================================================  ============================================
+bad input                                                      what happens
+=============================================================  ============================================
+``root`` does not exist, or has no ``images/`` / ``masks/``    ``FileNotFoundError`` naming the folder
+``dataset.json`` missing                                       ``FileNotFoundError`` with a minimal example
+``dataset.json`` not valid JSON                                error naming the file and the JSON error
+``dataset.json`` without ``classes`` (or ``name``)             error naming the missing key
+``classes`` not a list of >= 2 names                           error naming ``classes``
+``channels`` not 1 or 3                                        error naming ``channels``
+no image files in ``images/`` (empty dataset)                  error naming the folder
+a non-image file (``notes.txt``) in ``images/`` or ``masks/``  error naming the file (dotfiles and
+                                                               subfolders are skipped)
+two files with one stem (``a.png`` and ``a.jpg``)              error naming both files
+an image without a mask                                        error naming the image and the expected
+                                                               mask path
+a mask without an image (``split=None``)                       error naming the mask
+unknown split name                                             ``FileNotFoundError`` listing the splits
+no ``splits/`` folder but a split is asked for                 ``FileNotFoundError``: use ``split=None``
+                                                               or write ``splits/NAME.txt``
+empty split file                                               error naming the split file
+split names a sample with no image                             error naming the split file and samples
+split lists a name twice                                       error naming the split file and names
+unreadable file (a text file renamed ``x.png``)                error naming the file
+truncated or corrupt PNG / JPEG (image or mask)                error naming the file (at construction
+                                                               with ``validate=True``, else on load)
+image and mask sizes differ                                    error naming both sizes
+mixed sizes *across* samples                                   fine: resizing is the transform's job
+image mode with other channels (``LA``, ``CMYK``, ``F`` ...)   error naming the file and its mode
+colour RGB image in a grayscale dataset                        error: set ``"channels": 3`` or convert
+mask values outside ``0..len(classes)-1``                      error listing the values and classes
+RGB mask whose channels differ (colour-coded)                  error: convert to class indices (a
+                                                               palette "P" PNG or a lookup table)
+JPEG mask in a multi-class dataset                             error: JPEG cannot store class indices;
+                                                               save PNG
+JPEG mask with all values below 128 (a 0/1 mask as JPEG)       error: re-export as PNG
+mask mode that cannot hold class indices (``F``)               error naming the file and its mode
+``split`` not a string or ``None``                             ``TypeError`` naming the argument
+``transform`` not callable                                     ``TypeError`` naming the argument
+=============================================================  ============================================
 
 Repairs (applied on every load, listed in ``self.repairs`` as ``{"name", "file",
 "repair"}`` and announced once as a :class:`DataRepairWarning` that names the files):
 
-=========================================================  ==================================================
-input                                                      repair
-=========================================================  ==================================================
-JPEG-compressed mask in a binary dataset                   thresholded at 128 (``value >= 128`` -> 1)
-RGB / RGBA / LA mask whose colour channels are equal       reduced to one channel (alpha ignored)
-a 0/255 mask in a binary dataset                           mapped to 0/1
-palette ("P") mask                                         palette indices used as class indices
-grayscale image in an RGB dataset                          replicated to 3 channels
-RGB image with equal channels in a grayscale dataset       converted to one channel
-RGBA image                                                 alpha channel dropped
-palette ("P") or 1-bit image                               converted to RGB / 8 bits
-16-bit image                                               scaled to [0, 1] by 1/65535 (8-bit: 1/255)
-=========================================================  ==================================================
+====================================================  ==========================================
+input                                                 repair
+====================================================  ==========================================
+JPEG-compressed mask in a binary dataset              thresholded at 128 (``value >= 128`` -> 1)
+RGB / RGBA / LA mask whose colour channels are equal  reduced to one channel (alpha ignored)
+a 0/255 mask in a binary dataset                      mapped to 0/1
+palette ("P") mask                                    palette indices used as class indices
+grayscale image in an RGB dataset                     replicated to 3 channels
+RGB image with equal channels in a grayscale dataset  converted to one channel
+RGBA image                                            alpha channel dropped
+palette ("P") or 1-bit image                          converted to RGB / 8 bits
+16-bit image                                          scaled to [0, 1] by 1/65535 (8-bit: 1/255)
+====================================================  ==========================================
 
 With ``validate=False`` the repairs that depend on pixel values (0/255 masks, equal
 channels) are applied when an item is loaded but are not enumerated beforehand; the
@@ -90,7 +92,6 @@ warning says so.
 """
 from __future__ import annotations
 
-import json
 import operator
 import os
 import warnings
@@ -257,7 +258,8 @@ def _image_repairs(mode: str, channels: int, path: Path) -> list[str]:
         mode = "RGB"
     elif mode not in ("L", "RGB"):
         raise DatasetError(f"{path} has mode {mode!r} ({_bands(mode)} channel(s)); images must be grayscale "
-                           "(1 channel) or RGB (3, or RGBA): convert it, e.g. PIL `Image.open(p).convert('RGB').save(p)`")
+                           "(1 channel) or RGB (3, or RGBA): convert it, e.g. "
+                           "PIL `Image.open(p).convert('RGB').save(p)`")
     if channels == 3 and mode == "L":
         rep.append("grayscale image replicated to 3 channels")
     if channels == 1 and mode == "RGB":
@@ -273,37 +275,42 @@ def _bands(mode: str) -> int:
 
 
 def _decode_image(im: Image.Image, channels: int, path: Path) -> torch.Tensor:
-    """PIL image -> float32 (C, H, W) in [0, 1], with the repairs of :func:`_image_repairs`."""
+    """PIL image -> float32 (C, H, W) in [0, 1], with the repairs of :func:`_image_repairs`.
+
+    Conversions run in NumPy (single-threaded), so loading stays fast when torch's intra-op
+    threads compete with DataLoader workers or other processes.
+    """
     mode = im.mode
     _image_repairs(mode, channels, path)  # raises for unsupported modes
     try:
-        if mode in _MODES_16BIT:
-            arr = np.array(im)
-            if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                raise DatasetError(f"{path}: integer image with values outside 0..65535; save it as 8- or 16-bit")
-            t = torch.from_numpy(arr.astype(np.float32) / 65535.0)[None]
-        else:
-            if mode == "1":
-                im = im.convert("L")
-            elif mode in ("P", "PA"):
-                im = im.convert("RGB")
-            arr = np.array(im)
-            if arr.ndim == 2:
-                arr = arr[:, :, None]
-            elif arr.shape[2] == 4:
-                arr = arr[:, :, :3]
-            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+        if mode == "1":
+            im = im.convert("L")
+        elif mode in ("P", "PA"):
+            im = im.convert("RGB")
+        arr = np.array(im)
     except (OSError, SyntaxError) as exc:
         raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
                            "the original file or delete it (and its pair)") from exc
-    if channels == 3 and t.shape[0] == 1:
-        t = t.expand(3, -1, -1).contiguous()
-    elif channels == 1 and t.shape[0] == 3:
-        if not (torch.equal(t[0], t[1]) and torch.equal(t[0], t[2])):
+    scale = np.float32(255.0)
+    if mode in _MODES_16BIT:
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DatasetError(f"{path}: integer image with values outside 0..65535; save it as 8- or 16-bit")
+        scale = np.float32(65535.0)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if channels == 1 and arr.shape[2] == 3:
+        if not ((arr[:, :, 0] == arr[:, :, 1]).all() and (arr[:, :, 0] == arr[:, :, 2]).all()):
             raise DatasetError(f"{path} is a colour RGB image but the dataset is grayscale (\"channels\": 1 in "
                                "dataset.json); set \"channels\": 3, or convert the image to grayscale ('L')")
-        t = t[:1].contiguous()
-    return t
+        arr = arr[:, :, :1]
+    chw = arr.transpose(2, 0, 1)
+    if channels == 3 and chw.shape[0] == 1:
+        chw = np.broadcast_to(chw, (3, *chw.shape[1:]))
+    out = np.empty(chw.shape, np.float32)
+    np.divide(chw, scale, out=out, dtype=np.float32)
+    return torch.from_numpy(out)
 
 
 def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndarray, list[str]]:
@@ -342,6 +349,11 @@ def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndar
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if jpeg:
+        mx = arr.max() if arr.size else 0
+        if 0 < mx < 128:
+            raise DatasetError(f"{path} is a JPEG mask whose values are all below 128 (max {mx}): a 0/1 mask saved as "
+                               "JPEG, which compression cannot keep apart from noise; re-export it as PNG (or as "
+                               "a 0/255 JPEG)")
         arr = (arr >= 128).astype(np.uint8)
         rep.append("JPEG mask thresholded at 128 (value >= 128 -> 1)")
     elif arr.size:

@@ -81,6 +81,7 @@ class PreparedWriter:
         except BaseException:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
+        os.chmod(self._tmp, 0o755)  # mkdtemp creates 0700; a dataset is meant to be shared
         old = None
         if self.root.exists():
             old = self.root.with_name(f".{self.root.name}.old-{os.getpid()}")
@@ -132,6 +133,11 @@ class PreparedWriter:
     def set_splits(self, splits: Mapping[str, Iterable[str]]) -> None:
         """Set the split files (``{"train": [...], "val": [...], ...}``)."""
         self._splits = {k: list(v) for k, v in splits.items()}
+
+    @property
+    def splits(self) -> dict[str, list[str]]:
+        """The split lists set so far (a copy)."""
+        return {k: list(v) for k, v in self._splits.items()}
 
     def report_repair(self, name: str, what: str) -> None:
         """Record a repair made while converting (kept in dataset.json and printed)."""

@@ -25,6 +25,7 @@ __all__ = [
     "pseudo_label_ce",
     "inter_scale_loss",
     "shifted_pairs",
+    "crop_pool_matrix",
     "IntraScaleTokens",
     "correlation_matrix",
     "intra_scale_loss",
@@ -126,6 +127,23 @@ def shifted_pairs(z: torch.Tensor, shift: int = 2, mode: str = "hv") -> list[tup
     raise ValueError(f"shift mode must be 'hv' (paper) or 'diagonal' (official), got {mode!r}")
 
 
+def crop_pool_matrix(n: int, start: int, stop: int, out: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``(out, n)`` matrix ``P`` with ``P @ x == adaptive_avg_pool1d(x[start:stop], out)`` for a length-``n`` axis.
+
+    Cropping and adaptive average pooling are linear in each axis, so the pooled token lattice
+    of a shifted crop is ``P_h @ z @ P_w^T``: two small matmuls instead of materialising the
+    crop (and its zero-filled gradient) at full resolution.
+    """
+    length = stop - start
+    if not (0 <= start < stop <= n) or out < 1:
+        raise ValueError(f"crop_pool_matrix: need 0 <= start < stop <= n and out >= 1, got n={n}, start={start}, stop={stop}, out={out}")
+    m = torch.zeros(out, n, dtype=dtype, device=device)
+    for i in range(out):  # the windows of adaptive_avg_pool: [floor(i L / o), ceil((i+1) L / o))
+        a, b = (i * length) // out, -((-(i + 1) * length) // out)
+        m[i, start + a:start + b] = 1.0 / (b - a)
+    return m
+
+
 class IntraScaleTokens(nn.Module):
     """Tokens of MS-Former Eq. 7, ``A = MSA(BN(z))``, at a cost independent of the image size.
 
@@ -133,12 +151,17 @@ class IntraScaleTokens(nn.Module):
     flattens each to a 102,400-d vector before a shared linear layer, so the projection
     alone has ``32*32*K*d`` = 10.2 M parameters and grows with the square of the image size.
     Here the BN'd map is area-averaged onto a fixed ``grid*cell x grid*cell`` lattice
-    (``adaptive_avg_pool2d``, O(HWK), no parameters); each of the ``grid x grid`` tokens is a
-    patch of ``cell x cell`` averaged pixels (so it keeps the layout inside the patch, which
-    the shift needs to mean anything), flattened to ``cell*cell*K`` values and projected to
+    (adaptive average pooling, no parameters); each of the ``grid x grid`` tokens is a patch
+    of ``cell x cell`` averaged pixels (so it keeps the layout inside the patch, which the
+    shift needs to mean anything), flattened to ``cell*cell*K`` values and projected to
     ``dim`` by a shared linear layer, followed by multi-head self-attention. The number of
     tokens (``grid**2``, 64 by default as in the official code) and of parameters
-    (``cell**2*K*dim + 4*dim**2``) do not depend on H and W.
+    (``cell**2*K*dim + 4*dim**2``) do not depend on H and W; the work at full resolution is
+    one per-channel mean/variance (BN) and two thin matmuls per crop (:func:`crop_pool_matrix`).
+    The shift is applied at full resolution, before pooling (:func:`shifted_pairs` semantics).
+
+    BN and pooling commute (BN is a per-channel affine map with statistics of the full map),
+    so the BN affine is applied to the pooled lattice.
 
     ``forward(z)`` returns a list of ``(A1, A2)`` token pairs, one per shifted pair of
     :func:`shifted_pairs`, each ``(B, grid**2, dim)``.
@@ -158,18 +181,59 @@ class IntraScaleTokens(nn.Module):
         self.embed = nn.Linear(cell * cell * channels, dim)
         self.msa = nn.MultiheadAttention(dim, heads, batch_first=True)
 
-    def tokens(self, m: torch.Tensor) -> torch.Tensor:
-        """``(B, K, h, w)`` map -> ``(B, grid**2, dim)`` tokens ``MSA(embed(patches))``."""
+    def _windows(self, h: int, w: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        """Row/column ranges ``(r0, r1, c0, c1)`` of each pair of :func:`shifted_pairs`."""
+        s = self.shift
+        if self.shift_mode == "hv":
+            return [((0, h, 0, w - s), (0, h, s, w)), ((0, h - s, 0, w), (s, h, 0, w))]
+        return [((0, h - s, 0, w - s), (s, h, s, w))]
+
+    def normalize(self, zl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel scale and offset of ``BN(z)`` for a channels-last ``(B, H, W, K)`` map
+        (batch statistics in training, running ones in eval)."""
+        bn = self.bn
+        if bn.training:
+            var, mean = torch.var_mean(zl, dim=(0, 1, 2), correction=0)
+            with torch.no_grad():
+                n = zl.numel() / zl.shape[-1]
+                bn.num_batches_tracked += 1
+                bn.running_mean.lerp_(mean.detach(), bn.momentum)
+                bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), bn.momentum)
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        scale = bn.weight / torch.sqrt(var + bn.eps)
+        return scale, bn.bias - mean * scale
+
+    def pooled(self, zl: torch.Tensor, window: tuple[int, int, int, int]) -> torch.Tensor:
+        """Area average of ``z[..., r0:r1, c0:c1]`` on the ``grid*cell`` lattice, for a channels-last
+        ``(B, H, W, K)`` map; returns ``(B, L, L, K)``."""
+        b, h, w, k = zl.shape
+        r0, r1, c0, c1 = window
+        L = self.grid * self.cell
+        ph = crop_pool_matrix(h, r0, r1, L, zl.dtype, zl.device)
+        pw = crop_pool_matrix(w, c0, c1, L, zl.dtype, zl.device)
+        t = torch.matmul(pw, zl)                                   # (B, H, L, K): columns pooled
+        return torch.matmul(ph, t.reshape(b, h, L * k)).view(b, L, L, k)
+
+    def tokens(self, p: torch.Tensor) -> torch.Tensor:
+        """``(B, L, L, K)`` pooled lattice -> ``(B, grid**2, dim)`` tokens ``MSA(embed(patches))``."""
         g, c = self.grid, self.cell
-        b, k = m.shape[:2]
-        p = F.adaptive_avg_pool2d(m, (g * c, g * c))                       # (B, K, g*c, g*c)
-        p = p.view(b, k, g, c, g, c).permute(0, 2, 4, 3, 5, 1).reshape(b, g * g, c * c * k)
+        b, k = p.shape[0], p.shape[-1]
+        p = p.reshape(b, g, c, g, c, k).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, c * c * k)
         t = self.embed(p)
         return self.msa(t, t, t, need_weights=False)[0]
 
     def forward(self, z: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        zb = self.bn(z)
-        return [(self.tokens(a), self.tokens(b)) for a, b in shifted_pairs(zb, self.shift, self.shift_mode)]
+        if z.dim() != 4:
+            raise ValueError(f"IntraScaleTokens expects a map (B, K, H, W), got {tuple(z.shape)}")
+        h, w = z.shape[-2:]
+        if min(h, w) <= self.shift:
+            raise ValueError(f"IntraScaleTokens: shift={self.shift} is too large for a {h}x{w} map")
+        zl = z.permute(0, 2, 3, 1)                                  # (B, H, W, K); a view for channels-last z
+        scale, offset = self.normalize(zl)
+        aff = lambda p: p * scale + offset  # noqa: E731  BN affine on the pooled values
+        return [(self.tokens(aff(self.pooled(zl, a))), self.tokens(aff(self.pooled(zl, b))))
+                for a, b in self._windows(h, w)]
 
 
 def correlation_matrix(a1: torch.Tensor, a2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -227,4 +291,4 @@ def joint_loss(out, lambdas: Sequence[float] = DEFAULT_LAMBDAS, inter_mode: str 
         raise ValueError("joint_loss: lambda3 > 0 needs intra-scale tokens; the model returned tokens=None")
     intra = intra_scale_loss([correlation_matrix(a, b) for a, b in out.tokens], intra_reduction) if l3 else zero
     total = l1 * ce + l2 * inter + l3 * intra
-    return total, {"ce": float(ce), "inter": float(inter), "intra": float(intra), "total": float(total)}
+    return total, {k: float(v.detach()) for k, v in (("ce", ce), ("inter", inter), ("intra", intra), ("total", total))}

@@ -68,8 +68,8 @@ class PatchEmbed(nn.Module):
             ph, pw = (-x.shape[-2]) % self.p, (-x.shape[-1]) % self.p
             if ph or pw:
                 x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        m = self.norm(self.proj(x))
-        return m.flatten(2).transpose(1, 2), (m.shape[-2], m.shape[-1])
+        m = self.norm(self.proj(x.contiguous(memory_format=torch.channels_last)))
+        return m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]), (m.shape[-2], m.shape[-1])
 
 
 class Branch(nn.Module):
@@ -84,7 +84,7 @@ class Branch(nn.Module):
         contexts = []
         for block, norm in zip(self.blocks, self.norms):
             x, g = block(x, hw)
-            x = norm(x.transpose(1, 2)).transpose(1, 2)
+            x = norm(x.reshape(-1, x.shape[-1])).view_as(x)          # BN over all tokens, (B*N, C) view
             contexts.append(g)
         return x, contexts
 
@@ -101,7 +101,7 @@ class MSFormer(nn.Module):
     def __init__(self, in_channels: int = 3, n_clusters: int = 100, dim: int = 32, depth: int = 2, heads: int = 1,
                  mlp_ratio: float = 4.0, patch_embed: str = "conv3x3", up: str = "bilinear",
                  intra_dim: int = 64, intra_grid: int = 8, intra_cell: int = 4, shift: int = 2,
-                 shift_mode: str = "hv"):
+                 shift_mode: str = "hv", out_norm: bool = False):
         super().__init__()
         for name, val in (("in_channels", in_channels), ("n_clusters", n_clusters), ("dim", dim), ("depth", depth)):
             if not isinstance(val, int) or val < 1:
@@ -116,6 +116,7 @@ class MSFormer(nn.Module):
         self.branch_small = Branch(dim, depth, heads, mlp_ratio)
         self.branch_large = Branch(dim, depth, heads, mlp_ratio)
         self.fuse = nn.Linear(2 * dim, n_clusters)   # the "MLP" of Eq. 3 (linear operations)
+        self.out_norm = nn.BatchNorm1d(n_clusters) if out_norm else None
         self.intra = IntraScaleTokens(n_clusters, intra_dim, intra_grid, intra_cell, heads=1,
                                       shift=shift, shift_mode=shift_mode)
 
@@ -129,11 +130,14 @@ class MSFormer(nn.Module):
         zl, hw_l = self.embed_large(x)
         zs, gs = self.branch_small(zs, hw_s)
         zl, gl = self.branch_large(zl, hw_l)
-        ms = zs.transpose(1, 2).reshape(b, -1, *hw_s)
-        ml = zl.transpose(1, 2).reshape(b, -1, *hw_l)
+        ms = zs.view(b, *hw_s, -1)                                    # (B, H, W, d)
+        ml = zl.view(b, *hw_l, -1).permute(0, 3, 1, 2)                # (B, d, h, w), channels-last
         kw = {"align_corners": False} if self.up == "bilinear" else {}
-        ml = F.interpolate(ml, size=hw_s, mode=self.up, **kw)
-        z = torch.cat([ms, ml], dim=1).permute(0, 2, 3, 1)           # (B, h, w, 2d)
-        logits = self.fuse(z).permute(0, 3, 1, 2).contiguous()      # (B, K, H, W)
+        ml = F.interpolate(ml, size=hw_s, mode=self.up, **kw).permute(0, 2, 3, 1)
+        z = torch.cat([ms, ml], dim=-1)                               # (B, H, W, 2d)
+        z = self.fuse(z)                                              # (B, H, W, K)
+        if self.out_norm is not None:                                 # BN(z) of Eq. 7 as the score map
+            z = self.out_norm(z.reshape(-1, z.shape[-1])).view_as(z)
+        logits = z.permute(0, 3, 1, 2)                                # (B, K, H, W), channels-last strides
         tokens = self.intra(logits) if with_tokens else None
         return MSFormerOutput(logits, gs, gl, tokens)

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
 __all__ = ["env_world", "init_from_env", "is_distributed", "get_rank", "get_world_size", "is_main", "barrier",
-           "all_reduce_sum", "all_gather_object", "distributed_train_loader", "shard_loader", "cleanup"]
+           "all_reduce_sum", "all_gather_object", "broadcast_buffers", "distributed_train_loader", "shard_loader", "cleanup"]
 
 
 def env_world() -> tuple[int, int, int]:
@@ -95,6 +95,21 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (e.g. BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the *start* of each forward, so after the last training step
+    each rank's running statistics differ slightly; call this before evaluating or saving.
+    """
+    if not is_distributed():
+        return
+    for b in module.buffers():
+        if b.is_floating_point() or b.dtype in (torch.int64, torch.int32):
+            tmp = b.detach().to(_collective_device())
+            dist.broadcast(tmp, src)
+            b.data.copy_(tmp.to(b.device))
 
 
 def _loader_kwargs(loader: DataLoader) -> dict:

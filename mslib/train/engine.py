@@ -1,0 +1,596 @@
+"""The one supervised training engine: ``fit`` and ``evaluate``, used by every chapter.
+
+A method brings a model, a loss and (optionally) parameter groups, a per-batch transform
+or its own step function; everything else lives here once:
+
+- optimiser ("sgd" with momentum / Nesterov / weight decay, "adam", "adamw") over parameter
+  groups that keep their own learning rates (M2SNet Sec. IV-B: backbone 0.005, rest 0.05);
+- per-step warm-up + constant / linear / cosine / poly schedule (:mod:`mslib.train.schedule`);
+- gradient clipping (``config.grad_clip``, global L2 norm);
+- AMP with ``torch.autocast`` on the model's device type: float16 + ``GradScaler`` on CUDA;
+  on the CPU autocast is *off* unless ``config.amp_dtype="bfloat16"`` is asked for
+  explicitly (bfloat16 autocast is usually slower than float32 on CPUs);
+- a ``tqdm.auto`` bar per epoch with the running loss (``TQDM_DISABLE=1`` or
+  ``progress=False`` turn it off), a :class:`History` (list of dicts, CSV on disk);
+- a checkpoint after every epoch (``out_dir/last.pt``, written to a temporary file and
+  renamed, loadable with ``weights_only=True``) holding model, optimiser, scheduler,
+  scaler, epoch, step, history and every RNG state (torch, CUDA, NumPy, Python, the
+  DataLoader's generators), so that a resumed run ends with exactly the weights of an
+  uninterrupted one;
+- DDP when launched with ``torchrun`` (:mod:`mslib.train.distributed`): DistributedSampler,
+  metrics reduced over ranks, rank 0 alone logs and writes.
+
+Batches are ``(images, masks)``; masks are class indices (B, H, W) int64 or float maps.
+Models return logits (B, K, H, W); K = 1 is binary (sigmoid, threshold 0.5), K > 1 is
+multi-class (argmax).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from mslib.configs import TrainConfig
+from mslib.train import distributed as D
+from mslib.train.schedule import SCHEDULES, build_scheduler
+from mslib.utils import get_device, seed_everything
+
+__all__ = ["History", "fit", "evaluate", "build_optimizer", "autocast_settings", "default_metrics",
+           "dice_metric", "iou_metric", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
+           "OPTIMIZERS", "CHECKPOINT"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+CHECKPOINT = "last.pt"
+HISTORY_CSV = "history.csv"
+_FORMAT = 1
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepFn = Callable[[nn.Module, Sequence[torch.Tensor], Callable], "tuple[torch.Tensor, Mapping[str, Any]]"]
+
+
+# ---------------------------------------------------------------------------------- history
+class History:
+    """Per-epoch records of a run (``epoch``, ``train_loss``, ``val_*``, ``lr*``, ``time``)."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]] = ()):
+        self.records: list[dict[str, Any]] = [dict(r) for r in records]
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.records[i]
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} epochs, last={self.last})"
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        return self.records[-1] if self.records else None
+
+    def keys(self) -> list[str]:
+        keys: list[str] = []
+        for r in self.records:
+            keys += [k for k in r if k not in keys]
+        return keys
+
+    def column(self, key: str) -> list[Any]:
+        """The values of ``key`` over epochs (``None`` where an epoch lacks it)."""
+        return [r.get(key) for r in self.records]
+
+    def best(self, key: str, mode: str | None = None) -> dict[str, Any]:
+        """The record with the best ``key``; ``mode`` "max" or "min" (default: "min" for keys containing "loss")."""
+        mode = mode or ("min" if "loss" in key else "max")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        rows = [r for r in self.records if isinstance(r.get(key), (int, float)) and not math.isnan(r[key])]
+        if not rows:
+            raise KeyError(f"no epoch has a numeric {key!r}; available keys: {self.keys()}")
+        pick = min if mode == "min" else max
+        return pick(rows, key=lambda r: r[key])
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the records as CSV (one row per epoch, the union of keys as columns); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.keys())
+            writer.writeheader()
+            writer.writerows(self.records)
+        os.replace(tmp, path)
+        return path
+
+
+# ---------------------------------------------------------------------------------- metrics
+def _binary_target(masks: torch.Tensor) -> torch.Tensor:
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    return masks.float() > 0.5
+
+
+def _per_class(metric_name: str, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    from mslib import metrics as M  # imported lazily: keeps `import mslib.train` light
+
+    fn = getattr(M, metric_name)
+    if logits.shape[1] == 1:
+        return fn(torch.sigmoid(logits[:, 0].float()), _binary_target(masks), threshold=0.5)
+    if masks.ndim == 4:  # one-hot / probability maps
+        masks = masks.argmax(1)
+    return fn(logits.argmax(1), masks, num_classes=logits.shape[1], include_background=False, reduction="mean")
+
+
+def dice_metric(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per-image Dice (B,) of the hard prediction (sigmoid > 0.5, or argmax), mean over foreground classes."""
+    return _per_class("dice", logits, masks)
+
+
+def iou_metric(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per-image IoU (Jaccard) (B,) of the hard prediction, mean over foreground classes."""
+    return _per_class("iou", logits, masks)
+
+
+def default_metrics() -> dict[str, MetricFn]:
+    return {"dice": dice_metric, "iou": iou_metric}
+
+
+# ---------------------------------------------------------------------------------- pieces
+def _check_config(config: TrainConfig) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig (e.g. mslib.configs.get_config('unet', 'quick')), got {type(config).__name__}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"config.optimizer={config.optimizer!r}; valid optimizers are {', '.join(map(repr, OPTIMIZERS))}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"config.schedule={config.schedule!r}; valid schedules are {', '.join(map(repr, SCHEDULES))}")
+    if not isinstance(config.epochs, int) or config.epochs < 1:
+        raise ValueError(f"config.epochs must be a positive int, got {config.epochs!r}")
+    if config.grad_clip is not None and not config.grad_clip > 0:
+        raise ValueError(f"config.grad_clip must be None or > 0, got {config.grad_clip!r}")
+    if config.amp_dtype not in (None, "float16", "bfloat16"):
+        raise ValueError(f"config.amp_dtype must be None, 'float16' or 'bfloat16', got {config.amp_dtype!r}")
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig,
+                    param_groups: Sequence[Mapping] | Callable[[nn.Module], Sequence[Mapping]] | None = None
+                    ) -> torch.optim.Optimizer:
+    """The optimiser of ``config`` over ``param_groups`` (default: every trainable parameter at ``config.lr``).
+
+    ``param_groups`` is a list of dicts ``{"params": [...], "lr": ..., "name": ...}`` (any
+    optimiser option may be set per group; missing ones come from ``config``) or a callable
+    ``model -> groups``. Every trainable parameter must be in exactly one group.
+    """
+    if callable(param_groups):
+        param_groups = param_groups(model)
+    if param_groups is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    else:
+        if isinstance(param_groups, Mapping) or not all(isinstance(g, Mapping) for g in param_groups):
+            raise TypeError("param_groups must be a list of dicts {'params': [...], 'lr': ...} or a callable model -> list")
+        groups = [dict(g) for g in param_groups]
+    seen: dict[int, int] = {}
+    for i, g in enumerate(groups):
+        if "params" not in g:
+            raise ValueError(f"param_groups[{i}] has no 'params' key")
+        params = g["params"]
+        g["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
+        g.setdefault("lr", config.lr)
+        for p in g["params"]:
+            if id(p) in seen:
+                raise ValueError(f"a parameter appears in param_groups[{seen[id(p)]}] and param_groups[{i}]; "
+                                 "each parameter must be in exactly one group")
+            seen[id(p)] = i
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(f"{len(missing)} trainable parameter(s) are in no param group ({shown}); add a group for "
+                         "them or set requires_grad=False on the ones to freeze")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def autocast_settings(device: torch.device, config: TrainConfig) -> tuple[bool, torch.dtype | None, bool]:
+    """``(autocast_enabled, dtype, use_grad_scaler)`` for ``device`` under ``config.amp`` / ``config.amp_dtype``.
+
+    CUDA: float16 (or ``amp_dtype``) with a GradScaler for float16. CPU and MPS: off unless
+    ``amp_dtype`` is given (bfloat16 autocast on a CPU is usually slower than float32).
+    """
+    if not config.amp:
+        return False, None, False
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        return True, dtype, dtype == torch.float16
+    if config.amp_dtype is None:
+        return False, None, False
+    return True, getattr(torch, config.amp_dtype), False
+
+
+def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _plain(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        if type(x) is not torch.Tensor:  # tv_tensors.Image / Mask -> plain tensors (no wrapper overhead)
+            x = x.as_subclass(torch.Tensor)
+        return x.to(device, non_blocking=True)
+    return x
+
+
+def _split_batch(batch: Any, device: torch.device) -> tuple:
+    if isinstance(batch, Mapping):
+        raise TypeError("batches must be (images, masks) tuples, got a dict; return tuples from the dataset")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(f"batches must be (images, masks) tuples, got {type(batch).__name__}")
+    return tuple(_plain(x, device) for x in batch)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------- RNG state
+def _loader_generators(loader: DataLoader | None) -> dict[str, torch.Generator]:
+    out: dict[str, torch.Generator] = {}
+    if loader is None:
+        return out
+    candidates = {"loader": getattr(loader, "generator", None),
+                  "sampler": getattr(getattr(loader, "sampler", None), "generator", None),
+                  "batch_sampler": getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)}
+    ids = set()
+    for name, g in candidates.items():
+        if isinstance(g, torch.Generator) and id(g) not in ids:
+            ids.add(id(g))
+            out[name] = g
+    return out
+
+
+def rng_state(loader: DataLoader | None = None) -> dict[str, Any]:
+    """Every RNG state that decides the next batches, as tensors and plain types (``weights_only``-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, pystate, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(pystate, dtype=torch.int64), "gauss_next": gauss_next},
+        "loader": {name: g.get_state() for name, g in _loader_generators(loader).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], loader: DataLoader | None = None) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
+    gens = _loader_generators(loader)
+    for name, g_state in state.get("loader", {}).items():
+        if name in gens:
+            gens[name].set_state(g_state)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(dict(payload), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`fit` with ``weights_only=True``; errors name the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name and the fix
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RuntimeError(f"cannot read checkpoint {path} ({why}); delete it or pass resume=False to start afresh") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+        raise RuntimeError(f"{path} is not an mslib training checkpoint (format {_FORMAT}); delete it or pass resume=False")
+    return ckpt
+
+
+def _config_json(config: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), default=repr, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, MetricFn], device: torch.device,
+              loss_fn: Callable | None, amp: tuple[bool, torch.dtype | None], reduce: bool,
+              progress: bool = False) -> dict[str, Any]:
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(len(metrics) + 2, dtype=torch.float64)   # metric sums ..., loss sum, image count
+    counts = torch.zeros(len(metrics), dtype=torch.float64)
+    per_image: dict[str, list[torch.Tensor]] = {k: [] for k in metrics}
+    with torch.no_grad():
+        for batch in _progress(loader, progress, desc="evaluate", leave=False):
+            images, masks = _split_batch(batch, device)[:2]
+            with _autocast(device, *amp):
+                logits = model(images)
+            logits = logits.float()
+            for i, (name, fn) in enumerate(metrics.items()):
+                v = fn(logits, masks).detach().float().cpu()
+                per_image[name].append(v)
+                ok = ~torch.isnan(v)
+                sums[i] += v[ok].double().sum()
+                counts[i] += ok.sum()
+            if loss_fn is not None:
+                sums[-2] += float(loss_fn(logits, masks)) * images.shape[0]
+            sums[-1] += images.shape[0]
+    model.train(was_training)
+    if reduce:
+        sums, counts = D.all_reduce_sum(sums), D.all_reduce_sum(counts)
+    out: dict[str, Any] = {}
+    for i, name in enumerate(metrics):
+        out[name] = float(sums[i] / counts[i]) if counts[i] > 0 else float("nan")
+    if loss_fn is not None:
+        out["loss"] = float(sums[-2] / sums[-1]) if sums[-1] > 0 else float("nan")
+    out["per_image"] = {k: torch.cat(v) if v else torch.empty(0) for k, v in per_image.items()}
+    return out
+
+
+def evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, MetricFn] | None = None,
+             device: str | torch.device | None = None, *, loss_fn: Callable | None = None,
+             amp_dtype: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Mean of each metric over all images of ``loader`` (NaN values, e.g. undefined cases, are skipped).
+
+    Returns ``{name: mean, ..., "loss": mean (if loss_fn), "per_image": {name: tensor (N,) or (N, K)}}``.
+    ``metrics`` maps names to ``fn(logits, masks) -> per-image tensor``; default Dice and IoU
+    of the hard prediction (:func:`default_metrics`). ``device=None`` keeps the model where
+    it is. ``amp_dtype`` ("float16" / "bfloat16") runs the forward under autocast.
+    """
+    dev = _model_device(model) if device is None else get_device(device)
+    model.to(dev)
+    metrics = default_metrics() if metrics is None else dict(metrics)
+    amp = (amp_dtype is not None, getattr(torch, amp_dtype) if amp_dtype else None)
+    return _evaluate(model, loader, metrics, dev, loss_fn, amp, reduce=False, progress=progress)
+
+
+# ---------------------------------------------------------------------------------- fit
+def _tqdm_disabled(progress: bool) -> bool:
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return (not progress) or (env not in ("", "0", "false", "no")) or not D.is_main()
+
+
+def _progress(iterable, progress: bool, **kw):
+    if _tqdm_disabled(progress):
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kw)
+
+
+def _group_names(optimizer: torch.optim.Optimizer) -> list[str]:
+    groups = optimizer.param_groups
+    if len(groups) == 1:
+        return ["lr"]
+    return [f"lr_{g.get('name', i)}" for i, g in enumerate(groups)]
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], config: TrainConfig,
+        param_groups: Sequence[Mapping] | Callable[[nn.Module], Sequence[Mapping]] | None = None,
+        metrics: Mapping[str, MetricFn] | None = None, out_dir: str | os.PathLike | None = None,
+        resume: bool = True, batch_transform: Callable | None = None, step_fn: StepFn | None = None,
+        device: str | torch.device | None = None, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+    """Train ``model`` for ``config.epochs`` epochs; return the :class:`History`.
+
+    Args:
+        model: an ``nn.Module`` returning logits (B, K, H, W).
+        train_loader / val_loader: DataLoaders of ``(images, masks)``. Under torchrun the
+            train loader gets a ``DistributedSampler`` and validation is sharded over ranks.
+        loss_fn: ``loss(logits, masks) -> scalar`` (e.g. :func:`mslib.losses.dice.dice_bce`).
+        config: a :class:`~mslib.configs.TrainConfig` (optimiser, schedule, epochs, AMP, seed ...).
+        param_groups: list of ``{"params": [...], "lr": ...}`` or ``model -> list``; each group
+            keeps its own base lr, which the schedule scales. Default: one group at ``config.lr``.
+        metrics: validation metrics ``name -> fn(logits, masks) -> per-image tensor``
+            (default Dice and IoU); recorded as ``val_<name>``, with ``val_loss``.
+        out_dir: where ``history.csv`` and ``last.pt`` go (nothing is written if None).
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        batch_transform: ``(images, masks) -> (images, masks)`` applied on the device to each
+            training batch (e.g. multi-scale resizing).
+        step_fn: ``(model, batch, loss_fn) -> (loss, logs)`` replacing the default
+            ``loss_fn(model(images), masks)`` (auxiliary losses, several outputs ...);
+            ``logs`` values are averaged per epoch as ``train_<key>``.
+        device: "auto", "cpu", "cuda", ... (None: where the model already is).
+        progress: show a tqdm bar per epoch (also off with ``TQDM_DISABLE=1``).
+        callbacks: ``fn(epoch, record)`` called after each epoch's checkpoint (epochs count from 1).
+    """
+    _check_config(config)
+    if not callable(loss_fn) and step_fn is None:
+        raise TypeError("fit needs loss_fn=callable(logits, masks) (or a step_fn)")
+    started_group = D.init_from_env(device)
+    try:
+        return _fit(model, train_loader, val_loader, loss_fn=loss_fn, config=config, param_groups=param_groups,
+                    metrics=metrics, out_dir=out_dir, resume=resume, batch_transform=batch_transform,
+                    step_fn=step_fn, device=device, progress=progress, callbacks=callbacks)
+    finally:
+        if started_group:
+            D.cleanup()
+
+
+def _fit(model, train_loader, val_loader, *, loss_fn, config, param_groups, metrics, out_dir, resume,
+         batch_transform, step_fn, device, progress, callbacks) -> History:
+    rank, world = D.get_rank(), D.get_world_size()
+    dev = _model_device(model) if device is None else get_device(device)
+    if D.is_distributed() and dev.type == "cuda":
+        dev = torch.device("cuda", D.env_world()[2])
+    seed_everything(config.seed + rank)
+    model.to(dev)
+    out = Path(out_dir) if out_dir is not None else None
+    main = D.is_main()
+
+    train_loader = D.distributed_train_loader(train_loader, seed=config.seed)
+    try:
+        steps_per_epoch = len(train_loader)
+    except TypeError as exc:
+        raise ValueError("train_loader has no length (IterableDataset); fit needs a map-style dataset") from exc
+    if steps_per_epoch == 0:
+        raise ValueError(f"train_loader yields no batches ({len(train_loader.dataset)} items, batch_size="
+                         f"{train_loader.batch_size}, drop_last={train_loader.drop_last}); use more data or a smaller batch")
+    val_shard, val_sharded = D.shard_loader(val_loader) if val_loader is not None else (None, False)
+    metrics = default_metrics() if metrics is None else dict(metrics)
+
+    optimizer = build_optimizer(model, config, param_groups)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    scheduler = build_scheduler(optimizer, total_steps, config.schedule, warmup_steps, config.poly_power,
+                                config.min_lr_ratio)
+    amp_on, amp_dtype, use_scaler = autocast_settings(dev, config)
+    scaler = torch.amp.GradScaler("cuda" if dev.type == "cuda" else "cpu", enabled=use_scaler)
+
+    history = History()
+    start_epoch, global_step, restored_rng = 0, 0, None
+    ckpt_path = out / CHECKPOINT if out is not None else None
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise RuntimeError(f"checkpoint {ckpt_path} does not fit this model/optimiser ({exc}); "
+                               "use another out_dir or pass resume=False") from exc
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("total_steps") != total_steps and main:
+            print(f"note: {ckpt_path} was written for {ckpt.get('total_steps')} total steps, this run has "
+                  f"{total_steps}; the learning-rate schedule continues with the new length")
+        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        history = History(ckpt["history"])
+        states = ckpt["rng"]
+        restored_rng = states[rank] if len(states) == world else None
+        if restored_rng is None and main:
+            print(f"note: {ckpt_path} holds RNG states of {len(states)} process(es), this run has {world}; "
+                  "batches after resuming will differ from an uninterrupted run")
+        if main:
+            print(f"resumed from {ckpt_path} after epoch {start_epoch}")
+
+    net: nn.Module = model
+    if D.is_distributed():
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=bool(config.extra.get("ddp_find_unused_parameters", False)))
+    if restored_rng is not None:  # last: nothing between here and the first batch may draw random numbers
+        set_rng_state(restored_rng, train_loader)
+
+    lr_keys = _group_names(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        net.train()
+        loss_sum, n_batches, log_sums = 0.0, 0, {}
+        last_lrs = [g["lr"] for g in optimizer.param_groups]
+        bar = _progress(train_loader, progress, desc=f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch,
+                        leave=True, dynamic_ncols=True)
+        for batch in bar:
+            batch = _split_batch(batch, dev)
+            if batch_transform is not None:
+                batch = tuple(batch_transform(batch[0], batch[1])) + tuple(batch[2:])
+            with _autocast(dev, amp_on, amp_dtype):
+                if step_fn is not None:
+                    loss, logs = step_fn(net, batch, loss_fn)
+                else:
+                    loss, logs = loss_fn(net(batch[0]), batch[1]), {}
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, step {global_step + 1}; "
+                                         "lower config.lr, set config.grad_clip, or check the data and loss")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            last_lrs = [g["lr"] for g in optimizer.param_groups]
+            scheduler.step()
+            global_step += 1
+            loss_sum += loss_value
+            n_batches += 1
+            for k, v in (logs or {}).items():
+                log_sums[k] = log_sums.get(k, 0.0) + float(v)
+            if hasattr(bar, "set_postfix") and (n_batches % 5 == 0 or n_batches == steps_per_epoch):
+                bar.set_postfix(loss=f"{loss_sum / n_batches:.4f}", refresh=False)
+
+        sums = D.all_reduce_sum(torch.tensor([loss_sum, n_batches] + list(log_sums.values()), dtype=torch.float64))
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": global_step, "train_loss": float(sums[0] / sums[1])}
+        for i, k in enumerate(log_sums):
+            record[f"train_{k}"] = float(sums[2 + i] / sums[1])
+        D.broadcast_buffers(model)
+        if val_shard is not None:
+            ev = _evaluate(model, val_shard, metrics, dev, loss_fn if step_fn is None else None,
+                           (amp_on, amp_dtype), reduce=val_sharded)
+            record.update({f"val_{k}": v for k, v in ev.items() if k != "per_image"})
+        record.update(dict(zip(lr_keys, last_lrs)))
+        record["time"] = round(time.perf_counter() - t0, 3)
+        history.append(record)
+        if hasattr(bar, "set_postfix"):
+            shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("val_") and isinstance(v, float)}
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", **shown)
+            bar.close()
+
+        states = D.all_gather_object(rng_state(train_loader))
+        if out is not None and main:
+            history.to_csv(out / HISTORY_CSV)
+            save_checkpoint(ckpt_path, {
+                "format": _FORMAT, "epoch": epoch + 1, "global_step": global_step, "total_steps": total_steps,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "history": history.records, "rng": states, "config": _config_json(config),
+            })
+        D.barrier()
+        for cb in callbacks:
+            cb(epoch + 1, record)
+    return history

@@ -1,0 +1,147 @@
+"""MS-Former losses: Eq. 4 (pseudo-label CE), Eq. 5-6 (inter-scale), Eq. 7-9 (intra-scale), Eq. 10."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mslib.losses.scale_consistency import (IntraScaleTokens, correlation_matrix, crop_pool_matrix, inter_scale_loss,
+                                            intra_scale_loss, joint_loss, pseudo_label_ce, shifted_pairs)
+from mslib.models.msformer import MSFormerOutput
+
+
+def test_pseudo_label_ce_hand_value():
+    # one pixel, logits (0, log 3): softmax (1/4, 3/4), argmax 1 -> CE = -log(3/4)
+    logits = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1)
+    assert pseudo_label_ce(logits).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    # target is detached: the gradient is the one of CE with a fixed label
+    logits.requires_grad_(True)
+    pseudo_label_ce(logits).backward()
+    torch.testing.assert_close(logits.grad.view(2), torch.tensor([0.25, -0.25]))
+
+
+def test_inter_identical_and_orthogonal():
+    g = torch.randn(2, 1, 4, 4)
+    assert inter_scale_loss([g], [g]).item() == pytest.approx(0.0, abs=1e-6)
+    assert inter_scale_loss([g], [3.0 * g]).item() == pytest.approx(0.0, abs=1e-6)   # scale-invariant
+    a = torch.zeros(1, 1, 2, 2); a[..., 0, 0] = 1
+    b = torch.zeros(1, 1, 2, 2); b[..., 1, 1] = 1
+    assert inter_scale_loss(a, b).item() == pytest.approx(1.0)
+    assert inter_scale_loss(a, -a).item() == pytest.approx(2.0)
+
+
+def test_inter_matrix_vs_rowwise_hand_case():
+    # rows: (1,0),(0,1) vs (1,0),(1,0). Matrix cosine = 1/(sqrt2*sqrt2) = 0.5 -> loss 0.5;
+    # row-wise cosines 1 and 0 -> mean(1 - cos) = 0.5 too; make them differ with unequal row norms
+    a = torch.tensor([[3.0, 0.0], [0.0, 1.0]]).view(1, 1, 2, 2)
+    b = torch.tensor([[1.0, 0.0], [1.0, 0.0]]).view(1, 1, 2, 2)
+    matrix = 1 - 3.0 / (math.sqrt(10) * math.sqrt(2))
+    assert inter_scale_loss(a, b, mode="matrix").item() == pytest.approx(matrix, rel=1e-6)
+    assert inter_scale_loss(a, b, mode="rowwise").item() == pytest.approx(0.5, rel=1e-6)
+    # official: CosineEmbeddingLoss with target 1 over rows
+    ref = torch.nn.CosineEmbeddingLoss()(a.view(2, 2), b.view(2, 2), torch.ones(2))
+    assert inter_scale_loss(a, b, mode="rowwise").item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_inter_blocks_all_vs_last():
+    g = torch.randn(1, 1, 3, 3)
+    o = torch.zeros(1, 1, 3, 3); o[..., 0, 0] = 1
+    o2 = torch.zeros(1, 1, 3, 3); o2[..., 1, 1] = 1
+    # block 0 identical (0), block 1 orthogonal (1)
+    assert inter_scale_loss([g, o], [g, o2], blocks="all").item() == pytest.approx(0.5, abs=1e-6)
+    assert inter_scale_loss([g, o], [g, o2], blocks="last").item() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        inter_scale_loss(g, g, mode="cols")
+    with pytest.raises(ValueError, match="2 small-branch contexts but 1"):
+        inter_scale_loss([g, g], [g])
+
+
+def test_shift_direction_and_size():
+    h, w = 6, 7
+    z = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    (a_h, b_h), (a_v, b_v) = shifted_pairs(z, shift=2, mode="hv")
+    assert a_h.shape == b_h.shape == (1, 1, 6, 5)
+    assert a_v.shape == b_v.shape == (1, 1, 4, 7)
+    # A2[i, j] = z[i, j + 2] (horizontal), z[i + 2, j] (vertical)
+    torch.testing.assert_close(b_h - a_h, torch.full_like(a_h, 2.0))
+    torch.testing.assert_close(b_v - a_v, torch.full_like(a_v, 2.0 * w))
+    ((a_d, b_d),) = shifted_pairs(z, shift=1, mode="diagonal")    # official: 1 px diagonal
+    torch.testing.assert_close(b_d - a_d, torch.full_like(a_d, w + 1.0))
+    with pytest.raises(ValueError, match="shift"):
+        shifted_pairs(z, shift=0)
+    with pytest.raises(ValueError, match="'hv'"):
+        shifted_pairs(z, mode="x")
+
+
+def test_crop_pool_matrix_equals_adaptive_pool():
+    x = torch.randn(2, 3, 23, 19, dtype=torch.float64)
+    for (r0, r1, c0, c1), out in [((0, 23, 0, 19), 8), ((2, 23, 0, 17), 5), ((0, 21, 2, 19), 7)]:
+        ref = F.adaptive_avg_pool2d(x[..., r0:r1, c0:c1], out)
+        ph = crop_pool_matrix(23, r0, r1, out, torch.float64)
+        pw = crop_pool_matrix(19, c0, c1, out, torch.float64)
+        torch.testing.assert_close(ph @ x @ pw.T, ref)
+
+
+def test_intra_tokens_pool_then_bn_equals_bn_then_pool():
+    torch.manual_seed(0)
+    m = IntraScaleTokens(channels=3, dim=8, grid=2, cell=2, shift=2, shift_mode="hv").double()
+    with torch.no_grad():
+        m.bn.weight.uniform_(0.5, 2)
+        m.bn.bias.uniform_(-1, 1)
+    z = torch.randn(2, 3, 12, 10, dtype=torch.float64)
+    pairs = m(z)
+    zb = F.batch_norm(z, None, None, m.bn.weight, m.bn.bias, training=True, eps=m.bn.eps)
+    (a, b), _ = shifted_pairs(zb, 2, "hv")
+    ref_a = m.tokens(F.adaptive_avg_pool2d(a, 4).permute(0, 2, 3, 1))
+    ref_b = m.tokens(F.adaptive_avg_pool2d(b, 4).permute(0, 2, 3, 1))
+    torch.testing.assert_close(pairs[0][0], ref_a)
+    torch.testing.assert_close(pairs[0][1], ref_b)
+    assert len(pairs) == 2 and pairs[0][0].shape == (2, 4, 8)
+    # running statistics follow BatchNorm's update rule
+    torch.testing.assert_close(m.bn.running_mean, 0.1 * z.mean(dim=(0, 2, 3)))
+
+
+def test_intra_tokens_parameters_do_not_grow_with_image_size():
+    m = IntraScaleTokens(channels=100, dim=64, grid=8, cell=4)
+    n_params = sum(p.numel() for p in m.parameters())
+    assert n_params == 2 * 100 + (16 * 100 * 64 + 64) + (4 * 64 * 64 + 4 * 64)
+    for size in (40, 97):
+        assert m(torch.randn(1, 100, size, size))[0][0].shape == (1, 64, 64)
+
+
+def test_correlation_matrix_against_numpy():
+    g = torch.Generator().manual_seed(0)
+    a1, a2 = torch.randn(5, 9, generator=g, dtype=torch.float64), torch.randn(5, 9, generator=g, dtype=torch.float64)
+    import numpy as np
+    ref = np.corrcoef(a1.numpy(), a2.numpy())[:5, 5:]
+    torch.testing.assert_close(correlation_matrix(a1, a2, eps=0), torch.from_numpy(ref))
+
+
+def test_intra_loss_identity_zero_and_hand_value():
+    eye = torch.eye(4)
+    assert intra_scale_loss(eye).item() == 0.0
+    # tokens that are exact copies of mutually uncorrelated tokens give rho = I -> loss 0
+    a = torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0], [1.0, -1.0, -1.0, 1.0]])
+    assert intra_scale_loss(correlation_matrix(a, a, eps=0)).item() == pytest.approx(0.0, abs=1e-6)
+    rho = torch.tensor([[0.5, 0.2], [-0.3, 1.0]])
+    assert intra_scale_loss(rho, reduction="sum").item() == pytest.approx(0.5 + 0.2 + 0.3)
+    assert intra_scale_loss(rho).item() == pytest.approx((0.5 + 0.2 + 0.3) / 4)
+    with pytest.raises(ValueError, match="square"):
+        intra_scale_loss(torch.zeros(2, 3))
+
+
+def test_joint_loss_weights_and_skip():
+    g = torch.zeros(1, 1, 2, 2); g[..., 0, 0] = 1
+    g2 = torch.zeros(1, 1, 2, 2); g2[..., 1, 1] = 1
+    logits = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1)
+    tok = torch.tensor([[[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]]])
+    out = MSFormerOutput(logits, [g], [g2], [(tok, tok.flip(1))])     # rho = [[0,1],[1,0]] -> intra 1
+    total, parts = joint_loss(out, (1.0, 2.0, 1.5))
+    assert parts["ce"] == pytest.approx(-math.log(0.75), rel=1e-5)
+    assert parts["inter"] == pytest.approx(1.0)
+    assert parts["intra"] == pytest.approx(1.0, abs=1e-5)
+    assert total.item() == pytest.approx(-math.log(0.75) + 2.0 + 1.5, rel=1e-5)
+    total0, parts0 = joint_loss(out._replace(tokens=None), (1.0, 0.0, 0.0))
+    assert parts0["inter"] == 0.0 and parts0["intra"] == 0.0
+    with pytest.raises(ValueError, match="tokens"):
+        joint_loss(out._replace(tokens=None), (1.0, 2.0, 1.2))
