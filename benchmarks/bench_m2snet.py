@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     if not args.quick:
         rows.append(_train_rate("paper", 1, 352, 2))
     print_table(rows, ["profile", "batch", "px", "steps / s", "s / step"],
-                "Training steps on this CPU (model + structure loss + LossNet, SGD/AdamW step)")
+                "Training steps on this CPU (forward, the profile's loss, backward, optimiser step)")
 
 
 def _train_rate(profile: str, batch: int, px: int, repeat: int) -> list:

@@ -97,9 +97,10 @@ def _transforms(config: TrainConfig, train: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mslib", description="mslib: multi-scale medical image segmentation")
+    p = argparse.ArgumentParser(prog="mslib", description="mslib: multi-scale medical image segmentation",
+                                allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a model with the shared engine",
+    t = sub.add_parser("train", help="train a model with the shared engine", allow_abbrev=False,
                        description="Train MODEL on DATA with the PROFILE config; writes history.csv and last.pt to OUT.")
     t.add_argument("--model", required=True, help=f"one of: {', '.join(sorted(MODELS))}")
     t.add_argument("--data", default="synthetic-polyp",
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--num-workers", type=int)
-    t.add_argument("--n", type=int, default=None, help="synthetic data only: number of images to generate")
+    t.add_argument("--num-images", type=int, default=None, help="synthetic data only: number of images to generate")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/last.pt if present (default: yes)")
@@ -148,7 +149,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     started = D.init_from_env(device)
     try:
-        n = args.n if args.n is not None else getattr(config, "synthetic_n", None)
+        n = args.num_images if args.num_images is not None else getattr(config, "synthetic_n", None)
         data_kw = {"n": n, "size": config.image_size, "seed": config.seed}  # n, size: synthetic data only
         if not D.is_main():
             D.barrier()  # rank 0 generates / validates the dataset first
@@ -167,7 +168,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         gen = torch.Generator().manual_seed(config.seed)
         loader_kw = dict(batch_size=config.batch_size, num_workers=config.num_workers, worker_init_fn=seed_worker,
-                         pin_memory=device.type == "cuda", persistent_workers=config.num_workers > 0)
+                         pin_memory=device.type == "cuda", persistent_workers=False)  # fresh workers each epoch: exact resume
         train_loader = DataLoader(train_ds, shuffle=True, generator=gen, **loader_kw)
         val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
         if D.is_main():

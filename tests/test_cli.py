@@ -10,7 +10,7 @@ import torch
 from mslib import cli
 from mslib.configs import get_config
 
-TINY = ["--data", "synthetic-polyp", "--profile", "quick", "--epochs", "1", "--n", "20", "--image-size", "32",
+TINY = ["--data", "synthetic-polyp", "--profile", "quick", "--epochs", "1", "--num-images", "20", "--image-size", "32",
         "--batch-size", "4", "--no-progress"]
 
 
@@ -32,13 +32,10 @@ def test_train_end_to_end_then_resume(tmp_path, data_dir, capsys):
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4    # ceil(14 / 4) steps
     # a second call with more epochs continues from the checkpoint
-    assert cli.main(["train", "--model", "unet", "--out", str(out), *TINY[:-6], "--epochs", "2", *TINY[-5:]]) == 0
+    assert cli.main(["train", "--model", "unet", "--out", str(out), *TINY, "--epochs", "2"]) == 0
     text = capsys.readouterr().out
     assert f"resumed from {out / 'last.pt'} after epoch 1" in text
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
-    # --no-resume starts afresh
-    assert cli.main(["train", "--model", "unet", "--out", str(out), "--no-resume", *TINY]) == 0
-    assert "resumed" not in capsys.readouterr().out
 
 
 def test_unknown_model_profile_and_data_are_clear_errors(tmp_path, data_dir, capsys):
@@ -77,7 +74,7 @@ def test_paper_profile_builds_and_takes_one_step_on_cpu():
     cfg = get_config("unet", "paper", epochs=1, batch_size=1)
     recipe = cli.build_unet(cfg, 3, 1)
     n = sum(p.numel() for p in recipe.model.parameters())
-    assert n == 31_043_521  # unet_num_parameters(3, 1, 64, 4): the 2015 widths 64 .. 1024 plus batch norm
+    assert n == 31_037_633  # the 2015 widths 64 .. 1024 with batch norm, one output channel
     s = 2**cfg.depth * 4    # a small input of the right multiple: the step, not the resolution, is checked here
     x, y = torch.rand(1, 3, s, s), (torch.rand(1, s, s) > 0.5).long()
     h = fit(recipe.model, DataLoader(TensorDataset(x, y), batch_size=1), config=cfg, progress=False,

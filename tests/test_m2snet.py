@@ -24,6 +24,7 @@ from mslib.models.m2snet import (
     count_parameters,
     m2snet_param_groups,
     m2snet_step,
+    m2snet_transforms,
     training_kwargs,
 )
 from mslib.train.engine import build_optimizer, fit
@@ -51,7 +52,7 @@ def test_parameter_counts_msnet_and_m2snet_are_identical_and_official():
     assert count_parameters(M2SNet(unit="au")) == 27_692_329
     assert set(msnet.state_dict()) == set(m2snet.state_dict())
     # variants: 10 units of extra learnable branches each
-    per_aspp = 4 * (64 * 64 * 9 + 128)
+    per_aspp = 2 * (64 * 64 + 2 * 64 * 64 * 9)
     per_dense = 64 * 64 + 128 * 64 * 9 + 192 * 64 * 9 + 3 * 128
     assert count_parameters(M2SNet(unit="msu_aspp")) == 27_692_329 + 10 * per_aspp          # paper: 29.2 M
     assert count_parameters(M2SNet(unit="msu_denseaspp")) == 27_692_329 + 10 * per_dense     # paper: 29.6 M
@@ -189,6 +190,20 @@ def test_profiles():
     assert count_parameters(build_m2snet(quick)) < 2_000_000
 
 
+def test_transforms_resize_and_imagenet_normalise():
+    from torchvision import tv_tensors
+
+    cfg = get_config("m2snet", "quick")
+    img = tv_tensors.Image(torch.full((3, 50, 60), 0.5))
+    mask = tv_tensors.Mask(torch.zeros(50, 60, dtype=torch.int64))
+    x, y = m2snet_transforms(cfg, train=False)(img, mask)
+    assert x.shape == (3, 96, 96) and y.shape == (96, 96)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(x[:, 40, 40], (0.5 - mean) / std)
+    with pytest.raises(ValueError, match="normalize"):
+        m2snet_transforms(dataclasses.replace(cfg, normalize="f3net"), train=True)
+
+
 @pytest.mark.slow
 def test_paper_profile_one_training_step_at_352_on_cpu(tmp_path):
     cfg = get_config("m2snet", "paper", pretrained=False, lossnet_pretrained=False, epochs=1, batch_size=1,
@@ -206,3 +221,23 @@ def test_paper_profile_one_training_step_at_352_on_cpu(tmp_path):
     assert {"train_structure", "train_lossnet", "lr_backbone", "lr_head"} <= set(hist[0])
     assert seen and seen[0][-1] in (224, 256, 288, 320, 352)
     assert not torch.equal(before, model.head.weight)
+
+
+@pytest.mark.slow
+def test_quick_profile_learns_on_synthetic_polyps():
+    from mslib.data import load_dataset
+    from mslib.train.engine import evaluate
+
+    cfg = get_config("m2snet", "quick", epochs=4)
+    train = load_dataset("synthetic-polyp", "train", m2snet_transforms(cfg, train=True))
+    val = load_dataset("synthetic-polyp", "val", m2snet_transforms(cfg, train=False))
+    torch.manual_seed(cfg.seed)
+    model = build_m2snet(cfg)
+    g = torch.Generator().manual_seed(0)
+    fit(model, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True), None,
+        config=cfg, progress=False, **training_kwargs(cfg))
+    dice = evaluate(model, DataLoader(val, batch_size=16))["dice"]
+    masks = torch.stack([val[i][1] for i in range(len(val))]).float()
+    fg = masks.flatten(1).sum(1)
+    all_foreground = (2 * fg / (fg + masks[0].numel())).mean().item()   # Dice of predicting "polyp" everywhere
+    assert dice > all_foreground + 0.1, (dice, all_foreground)

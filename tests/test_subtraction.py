@@ -179,12 +179,17 @@ def test_msu_gradients_reach_both_operands():
 # ----------------------------------------------------------------- ASPP / DenseASPP (Fig. 7, Table VIII)
 def test_aspp_unit_sums_branch_differences():
     a, b = pair(c=4, hw=(16, 16), low=(8, 8))
-    u = AsppSubtractionUnit(4, rates=(1, 2)).eval()
+    u = AsppSubtractionUnit(4).eval()
     up = F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
-    inner = sum(torch.abs(br(up) - br(b)) for br in u.branches)
+    inner = sum(torch.abs(ba(up) - bb(b)) for ba, bb in zip(u.branches_a, u.branches_b))
     torch.testing.assert_close(u(a, b), u.conv(inner))
-    assert [br[0].dilation for br in u.branches] == [(1, 1), (2, 2)]
-    assert nparams(AsppSubtractionUnit(64)) - nparams(SubtractionUnit(64)) == 4 * (64 * 64 * 9 + 128)
+    assert [(br[0].kernel_size, br[0].dilation) for br in u.branches_a] == [((1, 1), (1, 1)), ((3, 3), (1, 1)),
+                                                                          ((3, 3), (2, 2))]
+    per_operand = 64 * 64 + 2 * 64 * 64 * 9
+    assert nparams(AsppSubtractionUnit(64)) - nparams(SubtractionUnit(64)) == 2 * per_operand
+    assert nparams(AsppSubtractionUnit(64, shared=True)) - nparams(SubtractionUnit(64)) == per_operand
+    shared = AsppSubtractionUnit(4, shared=True)
+    assert torch.count_nonzero(shared.combine(b, b)) == 0
 
 
 def test_dense_aspp_unit_feeds_concatenated_features():

@@ -34,6 +34,13 @@ def test_parameter_count_hand_computed():
     assert unet_num_parameters(3, 2, 4, 2) == 7554
 
 
+def test_paper_width_matches_the_commonly_reported_count():
+    # the 2015 architecture (widths 64 .. 1024) with batch norm and bias-free convs, RGB in, 2 classes out:
+    # 31,037,698 parameters, the figure reported for e.g. milesial/Pytorch-UNet (transposed-conv variant)
+    assert unet_num_parameters(3, 2, 64, 4) == 31_037_698
+    assert n_params(UNet(3, 2, 64, 4)) == 31_037_698
+
+
 @pytest.mark.parametrize("cfg", [dict(in_channels=1, num_classes=4, base_channels=16, depth=4),
                                  dict(in_channels=3, num_classes=1, base_channels=8, depth=3, norm="none"),
                                  dict(in_channels=3, num_classes=3, base_channels=8, depth=1, norm="group")])

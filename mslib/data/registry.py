@@ -85,8 +85,10 @@ def _matches(path: Path, task: str, n: int, size: int, seed: int) -> bool:
     except (OSError, ValueError):
         return False
     gen = meta.get("generator") if isinstance(meta, dict) else None
+    from .synthetic import GENERATOR_VERSION
+
     return (isinstance(gen, dict) and gen.get("task") == task and gen.get("n") == n
-            and gen.get("size") == size and gen.get("seed") == seed)
+            and gen.get("size") == size and gen.get("seed") == seed and gen.get("version") == GENERATOR_VERSION)
 
 
 def _is_synthetic(path: Path) -> bool:

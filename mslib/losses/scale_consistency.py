@@ -193,7 +193,9 @@ class IntraScaleTokens(nn.Module):
         (batch statistics in training, running ones in eval)."""
         bn = self.bn
         if bn.training:
-            var, mean = torch.var_mean(zl, dim=(0, 1, 2), correction=0)
+            flat = zl.reshape(-1, zl.shape[-1])                     # (B*H*W, K)
+            mean = flat.mean(dim=0)
+            var = (flat * flat).mean(dim=0) - mean * mean           # biased, as BatchNorm normalises
             with torch.no_grad():
                 n = zl.numel() / zl.shape[-1]
                 bn.num_batches_tracked += 1

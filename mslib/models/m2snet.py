@@ -20,9 +20,10 @@ Two wirings of step 3:
   (Table VI; 27,692,329 without the classifier, identical for MSNet and M2SNet). The sums take
   the differential features only (``n >= 2``): ``CE^4 = MS_2^4`` without a conv,
   ``CE^i = Conv(sum_{n=2}^{6-i} MS_n^i)`` for ``i <= 3``, and the decoder's top input ``T`` is ``E^5``
-  reduced by a second 3x3 Conv + BN + ReLU. (The official code also passes ``MS_4^2`` through one
-  more Conv before the last unit, issue #6 of the official repository; the measured 27,692,329 does
-  not include such a block, and we leave it out.)
+  reduced by a second 3x3 Conv + BN + ReLU. (The notes on the official code mention one more Conv on
+  ``MS_4^2`` before the last unit, issue #6 of the official repository; the measured 27,692,329
+  parameters and 16.84 / 8.91 GMACs at 352 / 256 px leave room for exactly 17 Conv-BN-ReLU 64->64
+  blocks, 10 units + 3 CE + 4 decoder, which is what we build; both numbers match exactly.)
 * ``wiring="eq3"``: Eq. 3 literally: ``CE^i = Conv(sum_{n=1}^{6-i} MS_n^i)`` for ``i = 1..5`` (the
   level-specific feature ``MS_1^i`` included) and ``T = CE^5``. 26,586,601 parameters. This is the
   wiring of the Table VII ablation, whose FPN baseline is ``orders=(1,)``.
@@ -48,7 +49,7 @@ from mslib.models.pretrained import Pretrained
 from mslib.models.res2net import res2net50_v1b_26w_4s
 
 __all__ = ["M2SNet", "MSNet", "m2snet_param_groups", "build_m2snet", "build_m2snet_loss", "m2snet_step",
-           "training_kwargs", "count_parameters", "WIRINGS"]
+           "training_kwargs", "m2snet_transforms", "count_parameters", "WIRINGS"]
 
 WIRINGS = ("official", "eq3")
 LEVELS = 5
@@ -218,3 +219,20 @@ def training_kwargs(cfg) -> dict[str, Any]:
 
         kwargs["batch_transform"] = RandomBatchResize(tuple(cfg.multiscale_sizes))
     return kwargs
+
+
+def m2snet_transforms(cfg, train: bool):
+    """The joint ``(image, mask)`` transform of an M2SNet config (Sec. IV-C).
+
+    Resize to ``cfg.image_size``; in training a horizontal flip (``cfg.hflip``) and a rotation in
+    ``[-cfg.rotation, cfg.rotation]`` degrees; ImageNet normalisation (``cfg.normalize="imagenet"``,
+    the backbone's statistics) or none (``"none"``). Multi-scale resizing happens per batch
+    (:func:`training_kwargs`).
+    """
+    from mslib.data import build_transforms
+    from mslib.losses.lossnet import IMAGENET_MEAN, IMAGENET_STD
+
+    if cfg.normalize not in ("imagenet", "none"):
+        raise ValueError(f"cfg.normalize must be 'imagenet' or 'none', got {cfg.normalize!r}")
+    norm = (IMAGENET_MEAN, IMAGENET_STD) if cfg.normalize == "imagenet" else None
+    return build_transforms(train, cfg.image_size, hflip=cfg.hflip, rotation=cfg.rotation, normalize=norm)

@@ -16,7 +16,9 @@ or its own step function; everything else lives here once:
   renamed, loadable with ``weights_only=True``) holding model, optimiser, scheduler,
   scaler, epoch, step, history and every RNG state (torch, CUDA, NumPy, Python, the
   DataLoader's generators), so that a resumed run ends with exactly the weights of an
-  uninterrupted one;
+  uninterrupted one (with ``num_workers=0`` or non-persistent workers: DataLoader workers
+  are re-seeded from the main process's RNG each epoch; persistent workers keep RNG
+  state that no checkpoint can see);
 - DDP when launched with ``torchrun`` (:mod:`mslib.train.distributed`): DistributedSampler,
   metrics reduced over ranks, rank 0 alone logs and writes.
 
