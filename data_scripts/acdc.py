@@ -24,8 +24,8 @@ slice names in order), ``spacing`` (mm, (z, y, x); NIfTI only: the h5 form has n
 and MCSC evaluate HD95 in pixels) and ``labeled_patients``.
 
 Semi-supervised subsets (MCSC): ``train_labeled_K`` are the slices of the first K patients in
-``train_slices.list`` order (K = 1, 3, 7; with the SSL4MIS list 3 -> 68 and 7 -> 136 slices, the
-counts the SSL4MIS code hard-codes), ``train_unlabeled_K`` the other training slices.
+``train_slices.list`` order (K = 1, 3, 7; with the SSL4MIS list 1 -> 32, 3 -> 68 and 7 -> 136 slices,
+the counts the SSL4MIS/MCSC code hard-codes as the first N lines of that list), ``train_unlabeled_K`` the other training slices.
 :class:`mslib.data.volumes.VolumeDataset` yields whole volumes for per-volume evaluation.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from .volume import label_to_uint8, nifti_stem, unit_to_uint8
 
 CLASSES = ["background", "right ventricle", "myocardium", "left ventricle"]
 LABELED = (1, 3, 7)
-EXPECTED_H5 = {"train": 1312, "train_labeled_3": 68, "train_labeled_7": 136}
+EXPECTED_H5 = {"train": 1312, "train_labeled_1": 32, "train_labeled_3": 68, "train_labeled_7": 136}
 EXPECTED_VOLUMES = {"train_volumes": 140, "val_volumes": 20, "test_volumes": 40}
 
 INFO = DatasetInfo(

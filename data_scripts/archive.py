@@ -3,8 +3,9 @@
 :func:`safe_extract` checks *every* member before writing a byte and refuses:
 
 - absolute paths (``/etc/passwd``, ``C:\\x``) and paths with a ``..`` component;
-- symbolic or hard links whose target leaves the destination (tar), and symlink members
-  in zip files (the :mod:`zipfile` module would write them as text files);
+- symbolic or hard links whose target leaves the destination (tar), members whose path goes
+  through a symbolic link of the archive (a chain of links can leave the folder even when each
+  target looks inside), and symlink members in zip files (the :mod:`zipfile` module would write them as text files);
 - device files, FIFOs and other special members.
 
 Tar archives are then extracted with ``filter="data"`` (PEP 706) as a second line of
@@ -103,8 +104,16 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
 
 
 def _check_tar(archive: Path, tf: tarfile.TarFile) -> None:
+    links: set[str] = set()
     for m in tf.getmembers():
         name = _check_name(archive, m.name)
+        parts = name.split("/")
+        through = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in links), None)
+        if through is not None:  # a chain of links can leave the folder even when each target looks inside
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} goes through the symbolic link {through!r}; "
+                                     "refusing to extract")
+        if m.issym():
+            links.add(name)
         if m.issym() or m.islnk():
             _check_link(archive, name, m.linkname, hard=m.islnk())
         elif not (m.isfile() or m.isdir()):

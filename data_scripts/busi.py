@@ -10,7 +10,8 @@ store ``None`` and record the sha256 of the file the user got.
 Splits: four-fold cross-validation as M2SNet Table IV (M2SNet Sec. IV-A follows [35], [36]; no
 list is published). Folds are stratified by class, drawn with ``random.Random`` seeded by
 ``0-<class>`` over the sorted names: ``fold0``..``fold3`` hold the test images of each fold,
-``fold0_train``..``fold3_train`` the other three folds; ``benign``/``malignant``/``normal``/``all``.
+``fold0_train``..``fold3_train`` the other three folds; ``benign``/``malignant``/``normal``/``all``;
+``train``/``val``/``test`` are fold 0 (``val`` = 10% of ``fold0_train`` held out) for a single run.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, find_dir, kfold, load_image, reporter, union_masks
+from .prepare import VerificationError, cv_splits, find_dir, load_image, reporter, union_masks
 
 CLASSES = ("benign", "malignant", "normal")
 EXPECTED = {"total": 780, "benign": 437, "malignant": 210, "normal": 133}
@@ -81,13 +82,8 @@ def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 4, seed
                     w.add(name, load_image(img), mask)
                     w.meta["original_names"][name] = f"{cls}/{img.name}"
                     strata[name] = cls
-            fold_lists = kfold(w.names, folds, seed=seed, strata=strata)
             splits = {c: sorted(n for n, s in strata.items() if s == c) for c in CLASSES}
-            splits["all"] = sorted(w.names)
-            for i, f in enumerate(fold_lists):
-                splits[f"fold{i}"] = f
-                splits[f"fold{i}_train"] = sorted(n for j, g in enumerate(fold_lists) if j != i for n in g)
-            w.set_splits(splits)
+            w.set_splits({**splits, "all": sorted(w.names), **cv_splits(w.names, folds, seed, strata)})
     return w.root
 
 

@@ -191,6 +191,8 @@ def make_main(info: DatasetInfo, prepare: Callable[..., Path],
 
     def main(argv: Sequence[str] | None = None) -> int:
         mod = getattr(prepare, "__module__", "data_scripts.<name>")
+        spec = getattr(sys.modules.get(mod), "__spec__", None)  # run with -m, the module is "__main__"
+        mod = spec.name if spec is not None and spec.name else mod
         parser = argparse.ArgumentParser(prog=f"python -m {mod}", description=f"Prepare {info.title} ({info.used_by}).")
         parser.add_argument("--root", type=Path, default=None,
                             help=f"where to write the prepared dataset (default: $MSLIB_DATA_DIR/{info.name})")

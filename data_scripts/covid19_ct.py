@@ -17,7 +17,8 @@ lung window (level -600, width 1500 HU); Radiopaedia volumes are already 8-bit (
 
 Splits: by case (no patient in both), ``random.Random(0)`` over the sorted cases, 70% of the
 cases for ``train`` and 30% for ``test`` (the paper's 894/383 is 70/30 of the images; its list
-is not published); ``all``. ``dataset.json`` lists the ``volumes`` and their ``spacing``.
+is not published); ``val`` = 10% of the training cases (at least one) held out, ``train``
+the other training cases, ``train_full`` all of them; ``all``. ``dataset.json`` lists the ``volumes`` and their ``spacing``.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, check_counts, seeded_split
+from .prepare import VerificationError, add_validation, check_counts, seeded_split
 from .volume import LUNG_WINDOW, axial_slices, ct_to_uint8, load_nifti, nifti_stem
 
 ZENODO = "https://zenodo.org/records/3757476/files/"
@@ -124,6 +125,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False, step: int = 3, seed:
                 volumes["medseg"], spacing["medseg"] = names, [zooms[2], zooms[1], zooms[0]]
                 cases["medseg"] = names
             parts = seeded_split(sorted(cases), {"test": max(1, round(0.3 * len(cases))), "train": 0}, seed=seed)
+            parts = add_validation(parts, seed=seed)  # whole cases held out as val
             w.set_splits({"all": list(w.names), **{k: [n for c in v for n in cases[c]] for k, v in parts.items()}})
             w.meta["cases"] = {k: sorted(v) for k, v in parts.items()}
             if warns:

@@ -12,7 +12,8 @@ every run of characters other than letters and digits with ``_`` (the mapping is
 
 Splits: five-fold cross-validation as PDCR Table I (which reports 952 training images: the
 authors' tiling is not published, so we keep whole images): ``fold0``..``fold4`` (held out),
-``fold{k}_train``, stratified by positive/negative with seed 0; ``pos``, ``neg``, ``all``.
+``fold{k}_train``, stratified by positive/negative with seed 0; ``pos``, ``neg``, ``all``;
+``train``/``val``/``test`` are fold 0 (``val`` = 10% of ``fold0_train`` held out) for a single run.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, find_dir, kfold, load_binary_mask, load_image, reporter
+from .prepare import VerificationError, cv_splits, find_dir, load_binary_mask, load_image, reporter
 
 EXPECTED = {"total": 660, "pos": 250, "neg": 410}
 
@@ -73,13 +74,8 @@ def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 5, seed
                     strata[name] = kind
                 if masks:
                     raise VerificationError(f"{folder}: masks without an image: {sorted(masks)[:5]}")
-            fl = kfold(w.names, folds, seed=seed, strata=strata)
             splits = {k: sorted(n for n, s in strata.items() if s == k) for k in ("pos", "neg")}
-            splits["all"] = sorted(w.names)
-            for i, f in enumerate(fl):
-                splits[f"fold{i}"] = f
-                splits[f"fold{i}_train"] = sorted(n for j, g in enumerate(fl) if j != i for n in g)
-            w.set_splits(splits)
+            w.set_splits({**splits, "all": sorted(w.names), **cv_splits(w.names, folds, seed, strata)})
     return w.root
 
 

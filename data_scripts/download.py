@@ -130,11 +130,14 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
         opts = {} if progress else {"disable": True}  # else tqdm's own TQDM_DISABLE etc. decide
         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                    desc=Path(part.name[:-5]).name, leave=False, **opts)
+        # read1 returns what has arrived (up to CHUNK): bytes received before a stall are written to
+        # the .part file, where read(CHUNK) would lose them when the timeout strikes mid-chunk
+        read = getattr(resp, "read1", resp.read)
         try:
             with open(part, mode) as fh:
                 while True:
                     try:
-                        block = resp.read(CHUNK)
+                        block = read(CHUNK)
                     except http.client.IncompleteRead as exc:
                         fh.write(exc.partial)
                         got += len(exc.partial)

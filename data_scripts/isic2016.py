@@ -8,6 +8,9 @@ record the sha256 of each archive the user got)::
     ISBI2016_ISIC_Part1_Training_GroundTruth/ISIC_0000000_Segmentation.png
     ISBI2016_ISIC_Part1_Test_Data/...          ISBI2016_ISIC_Part1_Test_GroundTruth/...
 
+Splits: ``train_full`` (900) and ``test`` (379) are the official ones; ``val`` = 90 of
+``train_full`` held out with a fixed seed (ISIC 2016 has no validation set), ``train`` the other 810.
+
 Images keep their original size (up to about 4000 px wide). Masks are 0/255.
 """
 from __future__ import annotations
@@ -17,12 +20,12 @@ from pathlib import Path
 from typing import Sequence
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import find_dir, load_binary_mask, load_image, pair_files, reporter
+from .prepare import add_validation, find_dir, load_binary_mask, load_image, pair_files, reporter
 
 BUCKET = "https://isic-challenge-data.s3.amazonaws.com/2016/"
 PARTS = {"train": ("ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth"),
          "test": ("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth")}
-EXPECTED = {"total": 1279, "train": 900, "test": 379}
+EXPECTED = {"total": 1279, "train_full": 900, "test": 379, "train": 810, "val": 90}
 
 INFO = DatasetInfo(
     name="isic2016",
@@ -59,7 +62,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
         pairs = {split: isic_pairs(inputs.dirs, *folders) for split, folders in PARTS.items()}
         with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
                              split_note="official ISBI 2016 Part 1 training/test") as w:
-            w.set_splits({split: add_part(w, p) for split, p in pairs.items()})
+            w.set_splits(add_validation({split: add_part(w, p) for split, p in pairs.items()}))
     return w.root
 
 

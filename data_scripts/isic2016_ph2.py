@@ -1,6 +1,9 @@
 """ISIC 2016 + PH2 (PDCR Table I): train on the 900 ISIC 2016 Part 1 training images, test on
 the 200 PH2 images. Raw: the two ISIC 2016 training zips (downloadable) and the extracted PH2
 folder (manual, see :mod:`data_scripts.ph2`), all passed with ``--raw``.
+
+Splits: ``train_full`` (900 ISIC), ``test`` (200 PH2), ``val`` = 90 of ``train_full`` held out with a
+fixed seed, ``train`` = the other 810.
 """
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from pathlib import Path
 
 from . import isic2016, ph2
 from .common import DatasetInfo, make_main, open_raw, prepared_writer
-from .prepare import load_binary_mask, load_image, reporter
+from .prepare import add_validation, load_binary_mask, load_image, reporter
 
-EXPECTED = {"total": 1100, "train": 900, "test": 200}
+EXPECTED = {"total": 1100, "train_full": 900, "test": 200, "train": 810, "val": 90}
 
 INFO = DatasetInfo(
     name="isic2016-ph2",
@@ -38,7 +41,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
             train_names = isic2016.add_part(w, train)
             for name, img, msk in test:
                 w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
-            w.set_splits({"train": train_names, "test": [n for n, _, _ in test]})
+            w.set_splits(add_validation({"train": train_names, "test": [n for n, _, _ in test]}))
     return w.root
 
 

@@ -5,8 +5,9 @@ Raw: ``kvasir-seg.zip`` from Simula (``Kvasir-SEG/images/*.jpg``, ``Kvasir-SEG/m
 thresholded at 128 and the repair is reported. No checksum is published: we store ``None``
 and record the sha256 of the archive the user got in ``dataset.json``.
 
-Splits: ``all`` (1000) and ``train``/``test`` = 880/120 drawn with ``random.Random(0)`` over
-the sorted names, the proportions of Jha et al. (their list is not distributed). M2SNet
+Splits: ``all`` (1000) and ``train_full``/``test`` = 880/120 drawn with ``random.Random(0)`` over
+the sorted names, the proportions of Jha et al. (their list is not distributed); ``val`` = 88
+of ``train_full`` held out (:func:`~data_scripts.prepare.add_validation`), ``train`` = the other 792. M2SNet
 Table I uses the PraNet benchmark split instead: see :mod:`data_scripts.polyp_benchmark`.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import find_dir, load_binary_mask, load_image, pair_files, reporter, seeded_split
+from .prepare import add_validation, find_dir, load_binary_mask, load_image, pair_files, reporter, seeded_split
 
 INFO = DatasetInfo(
     name="kvasir-seg",
@@ -27,7 +28,7 @@ INFO = DatasetInfo(
     size="1000 images (46 MB zip)",
     files=(RawFile("kvasir-seg.zip", ("https://datasets.simula.no/downloads/kvasir-seg.zip",)),),
 )
-EXPECTED = {"total": 1000, "train": 880, "test": 120}
+EXPECTED = {"total": 1000, "train_full": 880, "test": 120, "train": 792, "val": 88}
 
 
 def _is_layout(d: Path) -> bool:
@@ -40,11 +41,12 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
         base = find_dir(inputs.dirs, _is_layout, "Kvasir-SEG/images and Kvasir-SEG/masks")
         pairs = pair_files(base / "images", base / "masks")
         with prepared_writer(INFO, root, ["background", "polyp"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="train/test 880/120 drawn with random.Random(0) over sorted names") as w:
+                             split_note="train_full/test 880/120 drawn with random.Random(0) over sorted names; val = 10% of train_full") as w:
             for name, (img, msk) in sorted(pairs.items()):
                 w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
             n_test = max(1, round(len(w.names) * 0.12))
-            w.set_splits({"all": sorted(w.names), **seeded_split(w.names, {"test": n_test, "train": 0}, seed=0)})
+            w.set_splits({"all": sorted(w.names),
+                          **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))})
     return w.root
 
 

@@ -11,8 +11,9 @@ record the sha256 of what the user got)::
 The left and right lung masks are merged by union into one "lung" class (reported). Images
 are grayscale (1 channel), about 4020x4892, kept at full size.
 
-Splits: ``train``/``test`` = 80/58 as PDCR Table I, drawn with ``random.Random(0)`` over the
-sorted names (PDCR publishes no list), and ``all``.
+Splits: ``train_full``/``test`` = 80/58 as PDCR Table I, drawn with ``random.Random(0)`` over the
+sorted names (PDCR publishes no list); ``val`` = 8 of ``train_full`` held out, ``train`` = the
+other 72; and ``all``.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import sys
 from pathlib import Path
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, find_dir, load_image, pair_files, reporter, seeded_split, union_masks
+from .prepare import (VerificationError, add_validation, find_dir, load_image, pair_files, reporter, seeded_split,
+                      union_masks)
 
-EXPECTED = {"total": 138, "train": 80, "test": 58}
+EXPECTED = {"total": 138, "train_full": 80, "test": 58, "train": 72, "val": 8}
 
 INFO = DatasetInfo(
     name="montgomery",
@@ -47,13 +49,14 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
         if set(left) != set(right):
             raise VerificationError(f"{base}: left and right masks cover different images")
         with prepared_writer(INFO, root, ["background", "lung"], 1, inputs, EXPECTED, allow_partial,
-                             split_note="train/test 80/58 drawn with random.Random(0) over sorted names") as w:
+                             split_note="train_full/test 80/58 drawn with random.Random(0) over sorted names; val = 10% of train_full") as w:
             for stem in sorted(left):
                 img, lm = left[stem]
                 mask = union_masks([lm, right[stem][1]], reporter(w, stem))
                 w.add(stem, load_image(img, channels=1, report=reporter(w, stem)), mask)
             n_test = max(1, round(len(w.names) * 58 / 138))
-            w.set_splits({"all": sorted(w.names), **seeded_split(w.names, {"test": n_test, "train": 0}, seed=0)})
+            w.set_splits({"all": sorted(w.names),
+                          **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))})
     return w.root
 
 

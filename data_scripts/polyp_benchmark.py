@@ -12,7 +12,9 @@ Raw layout::
     TestDataset/<set>/images/*.png  TestDataset/<set>/masks/*.png
 
 Sample names are ``<subset>__<stem>`` (``train__1``, ``CVC-ClinicDB__1``): the subsets reuse
-stems. Splits: ``train``, ``test`` (all five), and ``test_<set>`` for each test set. Masks
+stems. Splits: ``train_full`` (the 1450), ``test`` (all five), and ``test_<set>`` for each test set;
+``val`` = 145 of ``train_full`` held out with a fixed seed (PraNet has no validation set) and
+``train`` = the other 1305. Masks
 resized by the PraNet authors carry intermediate values: thresholded at 128, reported.
 """
 from __future__ import annotations
@@ -21,10 +23,10 @@ import sys
 from pathlib import Path
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, find_dir, load_binary_mask, load_image, pair_files, reporter
+from .prepare import VerificationError, add_validation, find_dir, load_binary_mask, load_image, pair_files, reporter
 
 TEST_SETS = {"CVC-300": 60, "CVC-ClinicDB": 62, "CVC-ColonDB": 380, "ETIS-LaribPolypDB": 196, "Kvasir": 100}
-EXPECTED = {"total": 1450 + 798, "train": 1450, "test": 798, **{f"test_{k}": v for k, v in TEST_SETS.items()}}
+EXPECTED = {"total": 1450 + 798, "train_full": 1450, "train": 1305, "val": 145, "test": 798, **{f"test_{k}": v for k, v in TEST_SETS.items()}}
 
 INFO = DatasetInfo(
     name="polyp-benchmark",
@@ -72,7 +74,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                     w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
                     splits.setdefault(key, []).append(name)
             splits["test"] = [n for k, v in splits.items() if k.startswith("test_") for n in v]
-            w.set_splits(splits)
+            w.set_splits(add_validation(splits))
     return w.root
 
 

@@ -24,7 +24,10 @@ from mslib.data.layout import IMAGES, MASKS, PreparedWriter
 
 __all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
            "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
-           "window", "Reporter", "reporter", "pair_files", "IMAGE_EXTS"]
+           "window", "Reporter", "reporter", "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
+
+#: Share of the paper's training set held out as ``val`` where the paper defines no validation set.
+VAL_FRACTION = 0.1
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -162,6 +165,46 @@ def kfold(names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str]
             folds[(i + offset) % k].append(n)
         offset += len(pool)
     return [sorted(f) for f in folds]
+
+
+def add_validation(splits: Mapping[str, Sequence[str]], frac: float = VAL_FRACTION, seed: int = 0,
+                   group: Callable[[str], str] | None = None) -> dict[str, list[str]]:
+    """Hold out ``frac`` of ``splits["train"]`` as ``val`` where the paper defines no validation set.
+
+    Every chapter and the command line train on ``train`` and validate on ``val``, so every prepared
+    dataset needs both; a validation set must not overlap the images trained on. The held-out part
+    is drawn with :func:`seeded_split` (whole groups, e.g. patients or CT cases, when ``group`` maps
+    a sample name to its group). ``train_full`` keeps the paper's whole training list (use it to
+    reproduce the paper's setting), ``train`` is ``train_full`` minus ``val``; list order is kept.
+    With fewer than two groups nothing is held out (no ``val``; the count check reports it).
+    """
+    train = list(splits["train"])
+    key = group or (lambda n: n)
+    groups = sorted({key(n) for n in train})
+    n_val = max(1, round(frac * len(groups))) if len(groups) >= 2 else 0
+    out = {k: list(v) for k, v in splits.items()}
+    if n_val == 0:
+        return out
+    held = set(seeded_split(groups, {"val": n_val, "rest": 0}, seed=seed)["val"])
+    out["train_full"] = train
+    out["train"] = [n for n in train if key(n) not in held]
+    out["val"] = [n for n in train if key(n) in held]
+    return out
+
+
+def cv_splits(names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str] | None = None,
+              frac: float = VAL_FRACTION) -> dict[str, list[str]]:
+    """``k``-fold cross-validation splits (see :func:`kfold`): ``fold{i}`` (held out) and ``fold{i}_train``
+    (the other folds) for every ``i``, plus ``train``/``val``/``test`` for fold 0 (``test`` = ``fold0``,
+    ``val`` = ``frac`` of ``fold0_train`` held out by :func:`add_validation`) so that a single run works."""
+    folds = kfold(names, k, seed=seed, strata=strata)
+    out: dict[str, list[str]] = {}
+    for i, f in enumerate(folds):
+        out[f"fold{i}"] = f
+        out[f"fold{i}_train"] = sorted(n for j, g in enumerate(folds) if j != i for n in g)
+    first = add_validation({"train": out["fold0_train"]}, frac, seed)
+    first.pop("train_full", None)
+    return {**out, **first, "test": list(folds[0])}
 
 
 def check_counts(dataset: str, got: Mapping[str, int], expected: Mapping[str, int], allow_partial: bool) -> list[str]:

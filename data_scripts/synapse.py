@@ -13,7 +13,9 @@ files on request)::
 Labels (TransUNet's mapping): 1 aorta, 2 gallbladder, 3 left kidney, 4 right kidney, 5 liver,
 6 pancreas, 7 spleen, 8 stomach. Images become uint8 ``round(x * 255)``. ``dataset.json`` gets
 ``volumes`` (case -> slice names in order) so that :class:`mslib.data.volumes.VolumeDataset`
-evaluates per volume. Splits: ``train`` (18 cases) and ``test`` (12 cases), as MCSC Tab. R2.
+evaluates per volume. Splits: ``train_full`` (18 cases) and ``test`` (12 cases), as MCSC Tab. R2;
+``val`` = 2 of the 18 training cases held out with a fixed seed (TransUNet has no validation
+set), ``train`` the other 16.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, check_counts, find_dir
+from .prepare import VerificationError, add_validation, check_counts, find_dir
 from .volume import label_to_uint8, unit_to_uint8
 
 CLASSES = ["background", "aorta", "gallbladder", "left kidney", "right kidney", "liver", "pancreas", "spleen",
            "stomach"]
-EXPECTED = {"train": 2211}
+EXPECTED = {"train_full": 2211}
 EXPECTED_CASES = {"train_cases": 18, "test_cases": 12}
 _NPZ = re.compile(r"^(?P<case>case\d+)_slice(?P<i>\d+)$")
 
@@ -100,7 +102,8 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                     names.append(name)
                 volumes[case] = names
                 test_names += names
-            w.set_splits({"train": list(train), "test": test_names})
+            w.set_splits(add_validation({"train": list(train), "test": test_names},
+                                        group=lambda n: n.split("_slice")[0]))  # 2 of the 18 cases
             cases = {"train_cases": len({n.split("_slice")[0] for n in train}), "test_cases": len(test)}
             warns = check_counts(INFO.name, cases, EXPECTED_CASES, allow_partial)
             if warns:

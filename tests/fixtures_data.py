@@ -357,6 +357,46 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def silent_server(send_headers: bytes | None = None):
+    """A 127.0.0.1 server that accepts connections and then says nothing (``send_headers=None``) or
+    sends ``send_headers`` and stalls in the body: what a dead proxy or a hung mirror looks like.
+    Yields the base URL."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.05)
+    stop = threading.Event()
+    conns = []
+
+    def run():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            if send_headers is not None:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(send_headers)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
+@contextmanager
 def http_server(files: dict[str, bytes], cut_after: int | None = None, ranges: bool = True):
     """Serve ``files`` (URL path -> bytes) on 127.0.0.1 at a free port; yields ``(base_url, handler_class)``."""
     handler = type("Handler", (_Handler,), {"files": dict(files), "cut_after": cut_after, "ranges": ranges, "log": []})

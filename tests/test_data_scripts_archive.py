@@ -118,3 +118,24 @@ def test_known_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     with pytest.raises(VerificationError, match="sha256 is .* the published file has abab"):
         kvasir_seg.prepare(archive, tmp_path / "out", allow_partial=True)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_refuses_a_chain_of_links_that_leaves_the_folder(tmp_path):
+    """``a -> .`` then ``a/b -> ..``: each target looks inside on its own, but on disk ``b`` points to
+    the parent of the folder, and a member written through ``b/`` would land outside."""
+    import io
+
+    (tmp_path / "work").mkdir()
+    archive = tmp_path / "chain.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, target in (("a", "."), ("a/b", "..")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            tf.addfile(link)
+        info = tarfile.TarInfo("b/escaped.txt")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(UnsafeArchiveError, match="outside|link"):
+        safe_extract(archive, tmp_path / "work" / "out")
+    assert not (tmp_path / "work" / "out").exists() and leftovers(tmp_path / "work") == []
+    assert not (tmp_path / "work" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()

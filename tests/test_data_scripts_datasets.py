@@ -33,6 +33,18 @@ def repairs(root):
     return {(r["name"], r["repair"]) for r in meta(root)["repairs"]}
 
 
+def assert_train_val_test(root, every=None):
+    """The contract every chapter and the CLI rely on: ``train``, ``val`` and ``test`` exist and are
+    disjoint; ``val`` is held out of the paper's ``train_full`` when the preparer made one."""
+    tr, va, te = (set(split(root, s)) for s in ("train", "val", "test"))
+    assert tr and va and te and not (tr & va) and not (tr & te) and not (va & te)
+    if (root / "splits" / "train_full.txt").exists():
+        assert split(root, "train_full") == [n for n in split(root, "train_full") if n in tr | va]
+        assert set(split(root, "train_full")) == tr | va
+    if every is not None:
+        assert tr | va | te == every
+
+
 def folder(root, s):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -51,8 +63,7 @@ def test_kvasir_seg_from_archive(tmp_path, kind, capsys):
     m = meta(root)
     assert m["checksum"][archive.name]["sha256"] and m["partial"] is True
     assert m["licence"].startswith("Research") and m["source"].startswith("https://datasets.simula.no")
-    assert set(split(root, "train")) | set(split(root, "test")) == set(truth)
-    assert not set(split(root, "train")) & set(split(root, "test"))
+    assert_train_val_test(root, set(truth))
     assert ("cju0000abc", "JPEG mask thresholded at 128") in repairs(root)
     assert leftovers(tmp_path) == []
     ds = folder(root, "train")
@@ -104,6 +115,9 @@ def test_busi_multi_masks_names_and_folds(tmp_path, kind):
     for i, f in enumerate(folds):
         assert sorted(split(root, f"fold{i}_train") + f) == sorted(truth)
         assert {n.split("_")[0] for n in f} == {"benign", "malignant", "normal"}  # stratified: 4 per class / 4 folds
+    assert split(root, "test") == folds[0] and sorted(split(root, "train") + split(root, "val")) == \
+        split(root, "fold0_train")
+    assert_train_val_test(root, set(truth))
     # deterministic: same folds again
     root2 = busi.prepare(tmp_path / "src", tmp_path / "busi2", allow_partial=True)
     assert [split(root2, f"fold{i}") for i in range(4)] == folds
@@ -142,7 +156,8 @@ def test_isic2016_official_split_from_four_zips(tmp_path):
             (tmp_path / "src" / d).rename(tmp_path / "one" / d / d)
             zips.append(pack(tmp_path / "one" / d, tmp_path / f"{d}.zip"))
     root = isic2016.prepare(zips, tmp_path / "isic", allow_partial=True)
-    assert split(root, "train") == lists["train"] and split(root, "test") == lists["test"]
+    assert split(root, "train_full") == lists["train"] and split(root, "test") == lists["test"]
+    assert_train_val_test(root, set(lists["train"] + lists["test"]))
     np.testing.assert_array_equal(mask(root, "ISIC_0000004"), np.asarray(Image.open(
         tmp_path / "one" / "ISBI2016_ISIC_Part1_Test_GroundTruth" / "ISBI2016_ISIC_Part1_Test_GroundTruth"
         / "ISIC_0000004_Segmentation.png")) // 255)
@@ -160,22 +175,26 @@ def test_isic2016_ph2_combination(tmp_path):
     isic_tree(tmp_path / "isic", {"train": isic2016.PARTS["train"]}, n=3)
     ph2_tree(tmp_path / "ph2")
     root = isic2016_ph2.prepare([tmp_path / "isic", tmp_path / "ph2"], tmp_path / "comb", allow_partial=True)
-    assert split(root, "train") == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    assert split(root, "train_full") == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
     assert split(root, "test") == ["IMD002", "IMD003", "IMD004"]
+    assert_train_val_test(root)
 
 
 def test_cvc_clinicdb_tif(tmp_path):
     clinicdb_tree(tmp_path / "src", n=5)
     root = cvc_clinicdb.prepare(pack(tmp_path / "src", tmp_path / "c.tar.gz", "tar"), tmp_path / "c", allow_partial=True)
     assert sorted(split(root, "all")) == ["1", "2", "3", "4", "5"]
-    assert len(split(root, "test")) == 1 and len(split(root, "train")) == 4
+    assert len(split(root, "test")) == 1 and len(split(root, "train_full")) == 4
+    assert len(split(root, "val")) == 1 and len(split(root, "train")) == 3
+    assert_train_val_test(root, {"1", "2", "3", "4", "5"})
     assert mask(root, "3").sum() == 16
 
 
 def test_polyp_benchmark_subsets_and_names(tmp_path):
     pranet_tree(tmp_path / "src")
     root = polyp_benchmark.prepare(tmp_path / "src", tmp_path / "pb", allow_partial=True)
-    assert split(root, "train") == ["train__0", "train__1", "train__2"]
+    assert split(root, "train_full") == ["train__0", "train__1", "train__2"]
+    assert_train_val_test(root)
     assert split(root, "test_CVC-300") == ["CVC-300__0", "CVC-300__1"]
     assert len(split(root, "test")) == 10
     assert ("ETIS-LaribPolypDB__0", "JPEG mask thresholded at 128") in repairs(root)
@@ -190,7 +209,8 @@ def test_montgomery_merges_lungs_grayscale(tmp_path):
     assert m[1:6, 1:4].all() and m[1:6, 6:9].all() and m.sum() == 30
     assert Image.open(root / "images" / "MCUCXR_0001_0.png").mode == "L" and meta(root)["channels"] == 1
     assert ("MCUCXR_0001_0", "2 masks merged by union") in repairs(root)
-    assert len(split(root, "train")) + len(split(root, "test")) == 4
+    assert len(split(root, "train_full")) + len(split(root, "test")) == 4
+    assert_train_val_test(root, set(split(root, "all")))
 
 
 def test_goals_layer_codes(tmp_path):
@@ -214,6 +234,8 @@ def test_digestpath_pos_neg_and_folds(tmp_path):
     assert "neg_0" in split(root, "neg") and " " not in "".join(split(root, "all"))
     folds = [split(root, f"fold{i}") for i in range(5)]
     assert sorted(n for f in folds for n in f) == sorted(split(root, "all"))
+    assert split(root, "test") == folds[0]
+    assert_train_val_test(root, set(split(root, "all")))
 
 
 def test_prepared_dataset_loads_by_name(tmp_path, monkeypatch):
@@ -242,6 +264,11 @@ def test_every_module_documents_itself_and_guides_the_user(module, tmp_path, cap
     assert info.automated == all(f.urls for f in info.files) and (info.automated or info.manual)
     page = (Path(__file__).resolve().parents[1] / "book" / "appendix_datasets.md").read_text()
     assert f"`{info.name}`" in page and f"data_scripts.{module}" in page
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and f"usage: python -m data_scripts.{module} " in out
+    assert all(opt in out for opt in ("--root", "--raw", "--download", "--cache", "--allow-partial", "--timeout"))
     assert mod.main(["--cache", str(tmp_path / "empty"), "--root", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert info.files[0].filename in err and ("--download" in err or "--raw" in err)
@@ -268,4 +295,83 @@ def test_module_runs_as_a_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "data_scripts.kvasir_seg", "--raw", str(tmp_path / "src"),
                         "--allow-partial"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "JPEG mask thresholded at 128" in r.stdout and (tmp_path / "data" / "kvasir-seg" / "dataset.json").is_file()
+    assert "JPEG mask thresholded at 128" in r.stdout
+    h = subprocess.run([sys.executable, "-m", "data_scripts.busi", "--help"], cwd=repo, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert h.returncode == 0 and h.stdout.startswith("usage: python -m data_scripts.busi ") and "--folds" in h.stdout and (tmp_path / "data" / "kvasir-seg" / "dataset.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# every prepared dataset is usable by name: load_dataset(DATA, split) as the chapters call it
+# --------------------------------------------------------------------------------------------
+def _raw_fixture(module: str, base):
+    """Build the tiny raw layout of ``module`` under ``base`` and pack it (zip or tar.gz); return --raw."""
+    from tests import fixtures_data as fx
+
+    build = {
+        "kvasir_seg": lambda: fx.kvasir_tree(base, n=5), "cvc_clinicdb": lambda: fx.clinicdb_tree(base, n=5),
+        "polyp_benchmark": lambda: fx.pranet_tree(base), "busi": lambda: fx.busi_tree(base),
+        "covid19_ct": lambda: fx.covid_tree(base), "goals": lambda: fx.goals_tree(base),
+        "ph2": lambda: fx.ph2_tree(base), "isic2016": lambda: fx.isic_tree(base, isic2016.PARTS, n=3),
+        "isic2017": lambda: fx.isic_tree(base, isic2017.PARTS, n=2, suffix="_segmentation", superpixels=True),
+        "isic2016_ph2": lambda: (fx.isic_tree(base / "isic", {"train": isic2016.PARTS["train"]}, n=3),
+                                 fx.ph2_tree(base / "ph2")),
+        "montgomery": lambda: fx.montgomery_tree(base), "lung_ct": lambda: fx.lung_tree(base),
+        "digestpath": lambda: fx.digestpath_tree(base), "acdc": lambda: fx.acdc_h5_tree(base),
+        "synapse": lambda: fx.synapse_tree(base),
+    }
+    build[module]()
+    kind = "zip" if ALL.index(module) % 2 == 0 else "tar"  # every preparer reads one kind of archive here
+    return [str(pack(base, base.parent / f"{module}.{'zip' if kind == 'zip' else 'tar.gz'}", kind))]
+
+
+#: splits a chapter or ``python -m mslib train`` asks for; the self-supervised evaluation sets (MS-Former
+#: optimises per image and is evaluated on all of PH2 and of the lung CT slices) have ``all``/``test`` only,
+#: GOALS has only its labelled training images (``train``/``val``).
+SPLITS = {m: ("train", "val", "test") for m in ALL}
+SPLITS.update(ph2=("all", "test"), lung_ct=("all", "test"), goals=("train", "val"))
+
+
+@pytest.mark.parametrize("module", ALL)
+def test_every_prepared_dataset_loads_by_name(module, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    monkeypatch.setenv("MSLIB_DATA_DIR", str(tmp_path / "data"))
+    mod = importlib.import_module(f"data_scripts.{module}")
+    assert mod.main(["--raw", *_raw_fixture(module, tmp_path / "raw"), "--allow-partial"]) == 0, capsys.readouterr().err
+    name = mod.INFO.name
+    from mslib.data import list_datasets
+
+    assert name in list_datasets()
+    sizes = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in SPLITS[module]:
+            ds = load_dataset(name, s)
+            image, m = ds[0]
+            assert image.shape[0] == ds.channels and int(m.max()) < ds.num_classes and ds.meta["name"] == name
+            sizes[s] = set(ds.names)
+    if "val" in sizes:  # validation never overlaps what is trained on
+        assert not sizes["val"] & sizes["train"] and not sizes.get("test", set()) & (sizes["train"] | sizes["val"])
+    for s in {"train", "val", "test"} - set(SPLITS[module]):
+        with pytest.raises(FileNotFoundError, match=f"{s}.txt is missing; available splits"):
+            load_dataset(name, s)
+
+
+@pytest.mark.parametrize("module", ["kvasir_seg", "acdc"])
+def test_cli_trains_on_a_prepared_dataset(module, tmp_path, monkeypatch, capsys):
+    """``python -m mslib train --data <name>`` on a prepared (fixture) dataset: RGB binary and
+    grayscale four-class data."""
+    import importlib
+
+    from mslib import cli
+
+    monkeypatch.setenv("MSLIB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    mod = importlib.import_module(f"data_scripts.{module}")
+    assert mod.main(["--raw", *_raw_fixture(module, tmp_path / "raw"), "--allow-partial"]) == 0
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "unet", "--data", mod.INFO.name, "--profile", "quick", "--epochs", "1",
+                     "--image-size", "32", "--batch-size", "2", "--no-progress", "--test", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"on {mod.INFO.name}:" in text and "test (" in text and (out / "last.pt").is_file()

@@ -3,6 +3,7 @@ resume (with and without Range support), mirrors, offline failure, and the CLI's
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 
 import pytest
@@ -140,3 +141,91 @@ def test_cli_without_raw_prints_instructions(tmp_path, capsys):
     rc = ph2.main(["--cache", str(tmp_path), "--root", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and "PH2Dataset.rar" in err and "unrar" in err and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# no long hangs: a connection that stalls fails after ``timeout``, never waits forever
+# --------------------------------------------------------------------------------------------
+def test_server_that_never_answers_fails_within_the_timeout(tmp_path):
+    import time
+
+    from tests.fixtures_data import silent_server
+
+    with silent_server() as url:
+        t0 = time.monotonic()
+        with pytest.raises(OfflineError, match="timed out") as exc:
+            download(url + "/f.zip", tmp_path / "f.zip", timeout=0.5, progress=False)
+        assert time.monotonic() - t0 < 10
+    assert "--raw" in str(exc.value) and list(tmp_path.iterdir()) == []
+
+
+def test_transfer_that_stalls_midway_keeps_the_part_file_for_resuming(tmp_path):
+    import time
+
+    from tests.fixtures_data import silent_server
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 51200\r\n\r\n" + PAYLOAD[:1000]
+    dest = tmp_path / "f.zip"
+    with silent_server(head) as url:
+        t0 = time.monotonic()
+        with pytest.raises(IncompleteDownloadError, match="connection lost after 1000 bytes.*resume"):
+            download(url + "/f.zip", dest, sha256=SHA, timeout=0.5, progress=False)
+        assert time.monotonic() - t0 < 10
+    assert (tmp_path / "f.zip.part").read_bytes() == PAYLOAD[:1000] and not dest.exists()
+    with http_server({"/f.zip": PAYLOAD}) as (url, handler):  # the server is back: resume from byte 1000
+        download(url + "/f.zip", dest, sha256=SHA, progress=False)
+        assert handler.log[-1]["range"] == "bytes=1000-"
+    assert dest.read_bytes() == PAYLOAD and leftovers(tmp_path) == []
+
+
+def _kvasir_main(monkeypatch, url, sha256=None):
+    """kvasir_seg's command line with its official URL replaced by the local server (and a checksum)."""
+    from data_scripts import kvasir_seg
+
+    info = DatasetInfo(**{**kvasir_seg.INFO.__dict__,
+                          "files": (RawFile("kvasir-seg.zip", (url + "/kvasir-seg.zip",), sha256),)})
+    monkeypatch.setattr(kvasir_seg, "INFO", info)
+    return make_main(info, kvasir_seg.prepare)
+
+
+def test_cli_resumes_an_interrupted_download(tmp_path, capsys, monkeypatch):
+    """``--download`` cut midway exits 2 saying how to resume; the same command resumes (HTTP Range),
+    verifies the published checksum and prepares the dataset."""
+    kvasir_tree(tmp_path / "src", n=3)
+    data = pack(tmp_path / "src", tmp_path / "kvasir-seg.zip").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    args = ["--download", "--cache", str(cache), "--root", str(out), "--allow-partial"]
+    with http_server({"/kvasir-seg.zip": data}, cut_after=len(data) // 2) as (url, handler):
+        main = _kvasir_main(monkeypatch, url, sha)
+        assert main(args) == 2
+        assert "run the same command again" in capsys.readouterr().err and not out.exists()
+        assert (cache / "kvasir-seg.zip.part").stat().st_size == len(data) // 2
+        assert main(args) == 0
+        assert handler.log[-1]["range"] == f"bytes={len(data) // 2}-"
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["checksum"]["kvasir-seg.zip"] == {"sha256": sha, "verified_against_published": True}
+    assert sorted(p.name for p in cache.iterdir()) == ["kvasir-seg.zip"] and leftovers(tmp_path) == []
+
+
+def test_cli_wrong_checksum_leaves_nothing(tmp_path, capsys, monkeypatch):
+    kvasir_tree(tmp_path / "src", n=2)
+    data = pack(tmp_path / "src", tmp_path / "kvasir-seg.zip").read_bytes()
+    with http_server({"/kvasir-seg.zip": data}) as (url, _):
+        main = _kvasir_main(monkeypatch, url, "0" * 64)
+        assert main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out")]) == 2
+    assert "wrong checksum" in capsys.readouterr().err
+    assert list((tmp_path / "cache").iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_cli_download_offline_is_quick_and_clear(tmp_path, capsys, monkeypatch):
+    import time
+
+    t0 = time.monotonic()
+    main = _kvasir_main(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    assert main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out"),
+                 "--timeout", "2"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 10
+    assert err.startswith("error: cannot reach") and "no internet" in err and "--raw" in err
+    assert str(tmp_path / "cache" / "kvasir-seg.zip") in err and not (tmp_path / "out").exists()

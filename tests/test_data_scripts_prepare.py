@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_scripts.prepare import (VerificationError, binarize, check_counts, kfold, seeded_split, summarize_repairs,
-                                  union_masks, window)
+from data_scripts.prepare import (VerificationError, add_validation, binarize, check_counts, cv_splits, kfold,
+                                  seeded_split, summarize_repairs, union_masks, window)
 from tests.fixtures_data import save, save_mask_1bit, save_mask_jpeg
 
 
@@ -71,3 +71,27 @@ def test_check_counts_and_summary(capsys):
     text = summarize_repairs("d", [{"name": "a", "repair": "x"}, {"name": "b", "repair": "x"}])
     assert "2 x x" in text.replace("     ", "")
     assert window(np.array([-1350.0, 150.0]), -600, 1500).tolist() == [0, 255]
+
+
+def test_add_validation_holds_out_part_of_the_papers_training_set():
+    names = [f"n{i:02d}" for i in range(30)][::-1]  # list order is kept (ACDC lists are not sorted)
+    out = add_validation({"train": names, "test": ["t"]}, frac=0.1, seed=0)
+    assert out["train_full"] == names and out["test"] == ["t"] and len(out["val"]) == 3
+    assert out["train"] == [n for n in names if n not in out["val"]] and out["val"] == [n for n in names if n in out["val"]]
+    assert add_validation({"train": list(reversed(names))})["val"] == sorted(out["val"])  # same draw, any order
+    # by group: whole patients/cases go to val
+    slices = [f"case{c}_slice{s}" for c in range(5) for s in range(3)]
+    g = add_validation({"train": slices}, frac=0.2, group=lambda n: n.split("_slice")[0])
+    held = {n.split("_slice")[0] for n in g["val"]}
+    assert len(held) == 1 and len(g["val"]) == 3 and not held & {n.split("_slice")[0] for n in g["train"]}
+    assert "val" not in add_validation({"train": ["only"]})  # nothing to hold out
+    assert len(add_validation({"train": ["a", "b"]})["val"]) == 1  # at least one when possible
+
+
+def test_cv_splits_fold_zero_is_the_single_run():
+    strata = {f"b{i}": "b" for i in range(12)} | {f"m{i}": "m" for i in range(8)}
+    sp = cv_splits(list(strata), 4, seed=0, strata=strata)
+    assert sp["test"] == sp["fold0"] and sorted(sp["train"] + sp["val"]) == sp["fold0_train"]
+    assert len(sp["val"]) == 2 and not set(sp["val"]) & set(sp["train"])
+    assert sorted(n for i in range(4) for n in sp[f"fold{i}"]) == sorted(strata)
+    assert sp == cv_splits(list(reversed(list(strata))), 4, seed=0, strata=strata)

@@ -84,8 +84,16 @@ def test_acdc_real_h5(tmp_path):
     assert image.shape == (img.shape[0], 1, *img.shape[1:])
     torch.testing.assert_close(image[:, 0], torch.from_numpy(np.rint(img * 255) / 255).float())
     assert torch.equal(label, torch.from_numpy(lab.astype(np.int64)))
-    first = (SHARED / "acdc/ACDC/train_slices.list").read_text().split()[0].split("_frame")[0]
-    assert {n.split("_frame")[0] for n in (root / "splits/train_labeled_1.txt").read_text().split()} == {first}
+    listed = (SHARED / "acdc/ACDC/train_slices.list").read_text().split()
+    first = listed[0].split("_frame")[0]
+    labeled = (root / "splits/train_labeled_1.txt").read_text().split()
+    assert {n.split("_frame")[0] for n in labeled} == {first}
+    # SSL4MIS/MCSC label "1 case" as the first 32 lines of train_slices.list: the first patient's slices
+    assert labeled == listed[:len(labeled)] and (len(labeled) == 32 if first == "patient099" else True)
+    assert (root / "splits/train.txt").read_text().split() == listed  # list order kept
+    val = VolumeDataset(root, "val")
+    assert val.names == [v for v in (SHARED / "acdc/ACDC/val.list").read_text().split()]
+    assert all(val[i][0].shape[0] == val[i][1].shape[0] for i in range(len(val)))
 
 
 def test_isic2016_real_crops_in_official_layout(tmp_path):

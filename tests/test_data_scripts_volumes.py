@@ -135,7 +135,11 @@ def test_acdc_nifti_release_split_and_spacing(tmp_path):
 def test_synapse_npz_and_test_volumes(tmp_path):
     synapse_tree(tmp_path / "src")
     root = synapse.prepare(tmp_path / "src", tmp_path / "syn", allow_partial=True)
-    assert split(root, "train") == ["case0005_slice000", "case0005_slice001", "case0006_slice000", "case0006_slice001"]
+    assert split(root, "train_full") == ["case0005_slice000", "case0005_slice001", "case0006_slice000",
+                                         "case0006_slice001"]
+    train, val = split(root, "train"), split(root, "val")  # one whole case held out
+    assert len(train) == len(val) == 2 and {n[:8] for n in train} != {n[:8] for n in val}
+    assert len({n[:8] for n in val}) == 1 and len(VolumeDataset(root, "val")) == 1
     with np.load(tmp_path / "src/Synapse/train_npz/case0006_slice001.npz") as z:
         np.testing.assert_array_equal(png(root, "masks", "case0006_slice001"), z["label"].astype(np.uint8))
         np.testing.assert_array_equal(png(root, "images", "case0006_slice001"), np.rint(z["image"] * 255))
@@ -167,7 +171,10 @@ def test_covid_zenodo_naming_windowing_and_case_split(tmp_path, capsys):
     assert ("radiopaedia_10_85902_1", "volume not in Hounsfield units") in reps
     assert any(r["name"] == "medseg" and "pleural effusion" in r["repair"] for r in m["repairs"])
     cases = m["cases"]
-    assert sorted(cases["train"] + cases["test"]) == sorted(m["volumes"]) and not set(cases["train"]) & set(cases["test"])
+    assert sorted(cases["train_full"] + cases["test"]) == sorted(m["volumes"])
+    assert not set(cases["train_full"]) & set(cases["test"])
+    assert sorted(cases["train"] + cases["val"]) == sorted(cases["train_full"]) and len(cases["val"]) == 1
+    assert set(split(root, "val")) == {n for c in cases["val"] for n in m["volumes"][c]}
     assert set(split(root, "test")) == {n for c in cases["test"] for n in m["volumes"][c]}
 
 
