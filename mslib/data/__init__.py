@@ -8,6 +8,8 @@ from .folder import DataRepairWarning, DatasetError, SegmentationFolder
 from .layout import PreparedWriter, read_metadata, read_split
 from .registry import list_datasets, load_dataset
 from .transforms import AUGMENTATIONS, RandomBatchResize, build_transforms
+from .volumes import VolumeDataset
 
 __all__ = ["SegmentationFolder", "DatasetError", "DataRepairWarning", "build_transforms", "AUGMENTATIONS",
-           "RandomBatchResize", "load_dataset", "list_datasets", "PreparedWriter", "read_metadata", "read_split"]
+           "RandomBatchResize", "load_dataset", "list_datasets", "PreparedWriter", "read_metadata", "read_split",
+           "VolumeDataset"]
