@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_m2snet            # a few minutes on 2 CPU cores
     python -m benchmarks.bench_m2snet --quick    # smaller / fewer repeats
+    python -m benchmarks.bench_m2snet --ablation --seeds 0 1 2 --jobs 2   # Table VII under the quick budget (~15 min)
 
 Tables:
 
@@ -12,6 +13,14 @@ Tables:
    one run, interleaved;
 4. one MSU: box filter vs dense all-ones convolution;
 5. training steps per second of the quick and paper profiles on this machine.
+
+``--ablation`` instead trains the Table VII rows under one quick budget (the ``quick`` profile of
+:class:`mslib.configs.M2SNetConfig`, synthetic polyps, several seeds): the FPN-like baseline
+(``orders=(1,)``, no unit), AU, SU (MSNet) and MSU (M2SNet), and the MSU with box means instead of
+box sums (``normalize=True``, no parameters either), each without and with LossNet, all
+with ``wiring="eq3"`` so that the unit is the only difference between rows. It prints the
+validation Dice (val + test splits, 90 images) as mean +- std over seeds, every seed's value,
+and the Dice of the all-foreground predictor as the chance reference. Chapter 6 shows its table.
 
 flop_counter counts a multiply-add as 2 FLOPs; we print MACs (= FLOPs / 2, the unit of the
 paper's "9.0 G"). Pooling is not counted by flop_counter: the box filter costs ~k^2 additions
@@ -73,11 +82,18 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, no paper-profile step")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--ablation", action="store_true", help="train the Table VII rows (quick profile) instead")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--ablation: seeds per row")
+    ap.add_argument("--jobs", type=int, default=1, help="--ablation: runs in parallel (one thread each)")
+    ap.add_argument("--epochs", type=int, default=None, help="--ablation: override the quick profile's epochs")
+    ap.add_argument("--rows", nargs="+", default=None, help="--ablation: a subset of rows (by name)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MSLIB_OFFLINE", "1")
     warnings.filterwarnings("ignore", message="pretrained='auto'")
+    if args.ablation:
+        return ablation(args.seeds, args.jobs, args.epochs, args.rows)
     repeat = 3 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
 
@@ -160,6 +176,111 @@ def _train_rate(profile: str, batch: int, px: int, repeat: int) -> list:
 
     t = interleaved({"s": step}, repeat)["s"]
     return [profile, batch, px, 1 / t, t]
+
+
+# ---------------------------------------------------------------------------- Table VII ablation
+#: Table VII rows: the unit and the orders n of MS_n^i in Eq. 3 (wiring "eq3" for every row).
+ABLATION_ROWS = {
+    "FPN baseline (orders=(1,))": dict(unit="su", orders=(1,)),
+    "AU (addition units)": dict(unit="au"),
+    "SU (MSNet)": dict(unit="su"),
+    "MSU (M2SNet)": dict(unit="msu"),
+    "MSU, box means (normalize=True)": dict(unit="msu", unit_kwargs={"normalize": True}),
+}
+#: LossNet in a quick run: lambda = 1 (paper Eq. 4), VGG input 48 px (~1.2x the model's cost).
+LOSSNET_ON = dict(lossnet_weight=1.0, lossnet_resize=48)
+
+
+def ablation_run(job: tuple) -> tuple:
+    """Train one (row, lossnet, seed) with the quick profile; returns ``(row, lossnet, seed, dice, seconds)``."""
+    row, lossnet, seed, epochs = job
+    torch.set_num_threads(1)
+    os.environ.setdefault("MSLIB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    from torch.utils.data import ConcatDataset, DataLoader
+
+    from mslib.configs import get_config
+    from mslib.data import load_dataset
+    from mslib.models.m2snet import build_m2snet, m2snet_transforms, training_kwargs
+    from mslib.train.engine import evaluate, fit
+    from mslib.utils import seed_everything
+
+    over = dict(ABLATION_ROWS[row], wiring="eq3", seed=seed, **(LOSSNET_ON if lossnet else {}))
+    if epochs:
+        over["epochs"] = epochs
+    cfg = get_config("m2snet", "quick", **over)
+    train = load_dataset("synthetic-polyp", "train", m2snet_transforms(cfg, train=True))
+    held_out = ConcatDataset([load_dataset("synthetic-polyp", s, m2snet_transforms(cfg, train=False))
+                              for s in ("val", "test")])
+    gen = seed_everything(seed)
+    model = build_m2snet(cfg)
+    t0 = time.perf_counter()
+    fit(model, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=True), None,
+        config=cfg, progress=False, **training_kwargs(cfg))
+    dice = evaluate(model, DataLoader(held_out, batch_size=16))["dice"]
+    return row, lossnet, seed, dice, time.perf_counter() - t0
+
+
+def _all_foreground_dice() -> float:
+    from mslib.data import load_dataset
+
+    masks = [load_dataset("synthetic-polyp", s)[i][1] for s in ("val", "test")
+             for i in range(len(load_dataset("synthetic-polyp", s)))]
+    dices = [2 * float(m.sum()) / (float(m.sum()) + m.numel()) for m in (torch.as_tensor(m) > 0 for m in masks)]
+    return statistics.mean(dices)
+
+
+def ablation(seeds, jobs: int = 1, epochs: int | None = None, rows=None) -> str:
+    import multiprocessing as mp
+
+    rows = rows or list(ABLATION_ROWS)
+    unknown = sorted(set(rows) - set(ABLATION_ROWS))
+    if unknown:
+        raise SystemExit(f"unknown row(s) {unknown}; rows are {list(ABLATION_ROWS)}")
+    todo = [(r, ln, s, epochs) for s in seeds for ln in (False, True) for r in rows]   # seed by seed
+    print(f"torch {torch.__version__}; {len(todo)} runs, {jobs} in parallel, 1 thread each; quick profile, "
+          f"wiring='eq3', seeds {list(seeds)}", flush=True)
+    t0 = time.perf_counter()
+    results = []
+    with mp.get_context("spawn").Pool(jobs) if jobs > 1 else _Serial() as pool:
+        for r in pool.imap_unordered(ablation_run, todo):
+            results.append(r)
+            print(f"  {r[0]:28s} lossnet={r[1]!s:5s} seed={r[2]}  dice={r[3]:.4f}  {r[4]:.0f} s", flush=True)
+    return ablation_table(results, f"({time.perf_counter() - t0:.0f} s wall)")
+
+
+class _Serial:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap_unordered(fn, jobs):
+        return map(fn, jobs)
+
+
+def ablation_table(results, note: str = "") -> str:
+    """The markdown table of ``(row, lossnet, seed, dice, seconds)`` results (also usable on a partial run)."""
+    rows = [r for r in ABLATION_ROWS if any(x[0] == r for x in results)]
+    by = {(r[0], r[1]): [x[3] for x in sorted(results) if (x[0], x[1]) == (r[0], r[1])] for r in results}
+    seeds = sorted({r[2] for r in results})
+    secs = {ln: statistics.mean(r[4] for r in results if r[1] == ln) for ln in (False, True)
+            if any(r[1] == ln for r in results)}
+
+    def cell(v):
+        return f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+    table = []
+    for r in rows:
+        a, b = by.get((r, False), []), by.get((r, True), [])
+        table.append([r, cell(a) if a else "", cell(b) if b else "", " ".join(f"{x:.3f}" for x in a),
+                      " ".join(f"{x:.3f}" for x in b)])
+    table.append(["all-foreground predictor (chance)", f"{_all_foreground_dice():.3f}", "", "", ""])
+    per_run = ", ".join(f"{v:.0f} s per run {'with' if ln else 'without'} LossNet" for ln, v in secs.items())
+    return print_table(table, ["row (Table VII)", "Dice, no LossNet", "Dice, + LossNet", "per seed", "per seed (+ LossNet)"],
+                       f"Ablation, quick profile, mean ± std over seeds {seeds} {note} ({per_run})")
 
 
 if __name__ == "__main__":

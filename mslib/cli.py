@@ -69,6 +69,7 @@ def build_unet(config: TrainConfig, in_channels: int, out_channels: int) -> Reci
 #: name -> builder ("module:function" or a callable ``(config, in_channels, out_channels) -> nn.Module | Recipe``)
 MODELS: dict[str, str | Callable[..., Any]] = {
     "unet": build_unet,
+    "m2snet": "mslib.models.m2snet:cli_recipe",   # MSNet / M2SNet (chapter 6); binary data only
 }
 
 

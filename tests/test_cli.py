@@ -41,7 +41,7 @@ def test_train_end_to_end_then_resume(tmp_path, data_dir, capsys):
 def test_unknown_model_profile_and_data_are_clear_errors(tmp_path, data_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--model", "vgg", *TINY])
-    assert exc.value.code == 2 and "unknown model 'vgg'; valid models are 'unet'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "unknown model 'vgg'; valid models are 'm2snet', 'unet'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--model", "unet", "--profile", "full", "--out", str(tmp_path)])
     assert "valid profiles are 'quick', 'paper'" in capsys.readouterr().err
@@ -58,6 +58,32 @@ def test_registry_entries_are_one_line_and_lazy(monkeypatch):
     assert cli.build_unet(cfg, 3, 1).fit_kwargs["loss_fn"].__name__ == "dice_bce"
     with pytest.raises(ValueError, match="valid losses are"):
         cli.default_loss(dataclasses.replace(cfg, loss="focal"), 1)
+
+
+def test_train_m2snet_end_to_end(tmp_path, data_dir, capsys):
+    out = tmp_path / "runs" / "m2snet"
+    assert cli.main(["train", "--model", "m2snet", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    assert "training m2snet (" in text and f"checkpoint: {out / 'last.pt'}" in text
+    rows = list(csv.DictReader(open(out / "history.csv", newline="")))
+    assert 0.0 <= float(rows[0]["val_dice"]) <= 1.0
+    assert {"lr_backbone", "lr_head", "train_structure"} <= set(rows[0])   # two groups, Eq. 4 parts logged
+
+
+def test_m2snet_recipe_groups_lr_and_binary_only():
+    from mslib.models.m2snet import M2SNet
+
+    cfg = get_config("m2snet", "paper", pretrained=False, lossnet_weight=0.0, backbone_layers=(1, 1, 1, 1),
+                     backbone_width=0.125, channels=8)
+    recipe = cli._resolve(cli.MODELS["m2snet"])(cfg, 3, 1)
+    assert isinstance(recipe.model, M2SNet) and recipe.model.head.out_channels == 1
+    groups = recipe.fit_kwargs["param_groups"](recipe.model)
+    assert [g["lr"] for g in groups] == [0.005, 0.05]                   # paper: backbone 0.005, rest 0.05
+    assert recipe.fit_kwargs["batch_transform"] is not None               # multi-scale training
+    faster = cli._resolve(cli.MODELS["m2snet"])(dataclasses.replace(cfg, lr=0.1), 1, 1)   # --lr 0.1
+    assert [g["lr"] for g in faster.fit_kwargs["param_groups"](faster.model)] == pytest.approx([0.01, 0.1])
+    with pytest.raises(ValueError, match="one foreground class"):
+        cli._resolve(cli.MODELS["m2snet"])(cfg, 3, 4)
 
 
 def test_python_dash_m_entry_point():

@@ -241,3 +241,68 @@ def test_quick_profile_learns_on_synthetic_polyps():
     fg = masks.flatten(1).sum(1)
     all_foreground = (2 * fg / (fg + masks[0].numel())).mean().item()   # Dice of predicting "polyp" everywhere
     assert dice > all_foreground + 0.1, (dice, all_foreground)
+
+
+# ----------------------------------------------------------------- schedule and groups through fit
+def test_paper_schedule_at_chosen_steps_for_both_groups():
+    """Warm-up then linear decay (Sec. IV-C), applied by fit to each group's own base lr.
+
+    4 epochs of one step, warm-up 2 epochs: factors (t + 1) / 2 for t < 2, then 1 - (t - 2) / 2.
+    fit records the lr each group used at the epoch's last step.
+    """
+    cfg = get_config("m2snet", "paper", pretrained=False, lossnet_weight=0.0, multiscale_sizes=None, epochs=4,
+                     warmup_epochs=2.0, batch_size=1, amp=False, **SMALL)
+    model = build_m2snet(cfg)
+    ds = TensorDataset(torch.rand(1, 3, 64, 64), (torch.rand(1, 64, 64) > 0.5).long())   # level 5: 2 x 2
+    hist = fit(model, DataLoader(ds, batch_size=1), None, config=cfg, progress=False, **training_kwargs(cfg))
+    factors = [0.5, 1.0, 1.0, 0.5]
+    assert hist.column("lr_backbone") == pytest.approx([0.005 * f for f in factors])
+    assert hist.column("lr_head") == pytest.approx([0.05 * f for f in factors])
+
+
+def test_legacy_lr_groups_trains_everything_at_the_head_rate():
+    m = small()
+    for legacy, expected in ((False, [0.005, 0.05]), (True, [0.05, 0.05])):
+        cfg = get_config("m2snet", "paper", lossnet_weight=0.0, legacy_lr_groups=legacy)
+        assert [g["lr"] for g in training_kwargs(cfg)["param_groups"](m)] == expected
+
+
+# ----------------------------------------------------------------- metrics of Tables I-IV
+def test_table_metrics_go_through_mslib_metrics():
+    from mslib import metrics as M
+    from mslib.models.m2snet import TABLE_METRICS, table_metrics
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1, 24, 24) * 3
+    masks = torch.zeros(3, 24, 24, dtype=torch.long)
+    masks[:, 6:18, 4:14] = 1
+    p, g = torch.sigmoid(logits[:, 0]), masks.bool()
+    polyp = table_metrics("polyp")
+    assert tuple(polyp) == ("mdice", "miou", "wfm", "s_alpha", "e_max", "mae")
+    torch.testing.assert_close(polyp["mdice"](logits, masks), M.dice(p > 0.5, g))
+    torch.testing.assert_close(polyp["miou"](logits, masks), M.iou(p > 0.5, g))
+    torch.testing.assert_close(polyp["wfm"](logits, masks), M.weighted_f_measure(p, g))
+    torch.testing.assert_close(polyp["s_alpha"](logits, masks), M.s_measure(p, g))
+    torch.testing.assert_close(polyp["e_max"](logits, masks), M.e_measure(p, g, mode="max"))
+    torch.testing.assert_close(polyp["mae"](logits, masks), M.mae(p, g))
+    breast = table_metrics("breast")
+    assert tuple(breast) == TABLE_METRICS["breast"]
+    torch.testing.assert_close(breast["specificity"](logits, masks), M.specificity(p > 0.5, g))
+    assert tuple(table_metrics("covid")) == ("dsc", "precision", "recall", "s_alpha", "mae")
+    # the official Dice: soft, per-image min-max normalised, no threshold
+    official = table_metrics("polyp", official_dice=True)["mdice"](logits, masks)
+    torch.testing.assert_close(official, M.dice(p, g, soft=True, minmax=True))
+    assert not torch.allclose(official, polyp["mdice"](logits, masks))
+    with pytest.raises(ValueError, match="'polyp', 'covid', 'breast'"):
+        table_metrics("oct")
+
+
+def test_table_metrics_plug_into_evaluate():
+    from mslib.models.m2snet import table_metrics
+    from mslib.train.engine import evaluate
+
+    m = small()
+    ds = TensorDataset(torch.rand(4, 3, 32, 32), (torch.rand(4, 32, 32) > 0.7).long())
+    res = evaluate(m, DataLoader(ds, batch_size=2), metrics=table_metrics("polyp"))
+    assert {"mdice", "miou", "wfm", "s_alpha", "e_max", "mae"} <= set(res)
+    assert all(0.0 <= res[k] <= 1.0 for k in ("mdice", "miou", "wfm", "s_alpha", "e_max", "mae"))

@@ -49,7 +49,8 @@ from mslib.models.pretrained import Pretrained
 from mslib.models.res2net import res2net50_v1b_26w_4s
 
 __all__ = ["M2SNet", "MSNet", "m2snet_param_groups", "build_m2snet", "build_m2snet_loss", "m2snet_step",
-           "training_kwargs", "m2snet_transforms", "count_parameters", "WIRINGS"]
+           "training_kwargs", "m2snet_transforms", "count_parameters", "cli_recipe", "table_metrics", "WIRINGS",
+           "TABLE_METRICS"]
 
 WIRINGS = ("official", "eq3")
 LEVELS = 5
@@ -208,10 +209,12 @@ def training_kwargs(cfg) -> dict[str, Any]:
 
         fit(model, train_loader, val_loader, config=cfg, **training_kwargs(cfg))
     """
+    # legacy_lr_groups: the official grouping fails silently and trains everything at the head's rate
+    backbone_lr = cfg.head_lr if getattr(cfg, "legacy_lr_groups", False) else cfg.backbone_lr
     kwargs: dict[str, Any] = {
         "loss_fn": build_m2snet_loss(cfg),
         "step_fn": m2snet_step,
-        "param_groups": lambda m: m2snet_param_groups(m, cfg.backbone_lr, cfg.head_lr),
+        "param_groups": lambda m: m2snet_param_groups(m, backbone_lr, cfg.head_lr),
         "batch_transform": None,
     }
     if cfg.multiscale_sizes:
@@ -236,3 +239,74 @@ def m2snet_transforms(cfg, train: bool):
         raise ValueError(f"cfg.normalize must be 'imagenet' or 'none', got {cfg.normalize!r}")
     norm = (IMAGENET_MEAN, IMAGENET_STD) if cfg.normalize == "imagenet" else None
     return build_transforms(train, cfg.image_size, hflip=cfg.hflip, rotation=cfg.rotation, normalize=norm)
+
+
+def cli_recipe(config, in_channels: int, out_channels: int):
+    """``python -m mslib train --model m2snet``: the model and ``fit`` arguments of an M2SNet config.
+
+    M2SNet predicts one sigmoid map (structure loss + LossNet, Eq. 4), so the dataset must be
+    binary; ``in_channels`` comes from the data (grey-scale data gets a 1-channel stem, which
+    ImageNet weights cannot fill: use ``pretrained=False`` or 3-channel images). ``config.lr``
+    (``--lr``) is the head's rate; the backbone keeps its ratio (paper: 0.005 / 0.05).
+    """
+    import dataclasses
+
+    from mslib.cli import Recipe
+
+    if out_channels != 1:
+        raise ValueError(f"m2snet segments one foreground class (sigmoid output, M2SNet Eq. 4); the dataset has "
+                         f"{out_channels} classes: merge them into one foreground or train a multi-class model")
+    ratio = config.backbone_lr / config.head_lr
+    cfg = dataclasses.replace(config, in_channels=in_channels, num_classes=1, head_lr=config.lr,
+                              backbone_lr=config.lr * ratio)
+    return Recipe(build_m2snet(cfg), training_kwargs(cfg))
+
+
+# ---------------------------------------------------------------------------- evaluation (Tables I-IV)
+#: The metrics of each table: polyps (Tables I-II), COVID-19 CT (Table III), breast ultrasound (Table IV).
+TABLE_METRICS = {
+    "polyp": ("mdice", "miou", "wfm", "s_alpha", "e_max", "mae"),
+    "covid": ("dsc", "precision", "recall", "s_alpha", "mae"),
+    "breast": ("jaccard", "precision", "recall", "specificity", "dice"),
+}
+
+
+def table_metrics(table: str = "polyp", official_dice: bool = False) -> dict[str, Any]:
+    """Metric functions ``fn(logits, masks) -> (B,)`` for :func:`mslib.train.engine.evaluate`, as in M2SNet Tables I-IV.
+
+    Everything goes through :mod:`mslib.metrics` on ``p = sigmoid(logits)``: Dice / IoU / Jaccard,
+    precision, recall, specificity on ``p > 0.5``; ``wfm`` (F^w_beta, beta^2 = 1), ``s_alpha``
+    (alpha = 0.5), ``e_max`` (max E-measure over thresholds) and ``mae`` on ``p`` itself. The
+    means over images are the tables' "m" (mDice, mIoU).
+
+    Default Dice: the hard Dice at 0.5 (what the paper's text defines and most papers use).
+    ``official_dice=True`` computes Dice the way the official evaluation does (soft Dice of the
+    per-image min-max normalised ``p``, no threshold: ``dice(p, g, soft=True, minmax=True)``), for
+    comparison with released prediction maps; it only applies to the Dice entries.
+    """
+    from mslib import metrics as M
+
+    if table not in TABLE_METRICS:
+        raise ValueError(f"table must be one of {', '.join(map(repr, TABLE_METRICS))}, got {table!r}")
+
+    def prob(logits):
+        return torch.sigmoid(logits[:, 0].float())
+
+    def gt(masks):
+        return (masks[:, 0] if masks.ndim == 4 else masks).float() > 0.5
+
+    def dice(lg, m):
+        return M.dice(prob(lg), gt(m), soft=True, minmax=True) if official_dice else M.dice(prob(lg), gt(m))
+
+    fns = {
+        "mdice": dice, "dsc": dice, "dice": dice,
+        "miou": lambda lg, m: M.iou(prob(lg), gt(m)), "jaccard": lambda lg, m: M.iou(prob(lg), gt(m)),
+        "precision": lambda lg, m: M.precision(prob(lg), gt(m)),
+        "recall": lambda lg, m: M.recall(prob(lg), gt(m)),
+        "specificity": lambda lg, m: M.specificity(prob(lg), gt(m)),
+        "wfm": lambda lg, m: M.weighted_f_measure(prob(lg), gt(m)),
+        "s_alpha": lambda lg, m: M.s_measure(prob(lg), gt(m)),
+        "e_max": lambda lg, m: M.e_measure(prob(lg), gt(m), mode="max"),
+        "mae": lambda lg, m: M.mae(prob(lg), gt(m)),
+    }
+    return {name: fns[name] for name in TABLE_METRICS[table]}
