@@ -95,7 +95,8 @@ class M2SNetConfig(TrainConfig):
     ``paper``: Res2Net-50 v1b with ImageNet weights, 352 x 352 input, multi-scale training (a random
     size per batch from {224, 256, 288, 320, 352}), horizontal flip and rotation, SGD (momentum
     0.9, weight decay 5e-4), learning rate 0.005 for the backbone and 0.05 for the rest
-    (really two groups; the official grouping silently puts everything at 0.05), warm-up then
+    (really two groups; the official grouping silently puts everything at 0.05, which
+    ``legacy_lr_groups=True`` reproduces), warm-up then
     linear decay, batch 16, 50 epochs (polyps; 200 COVID-19 CT, 100 breast ultrasound and OCT).
     The paper gives no warm-up length; we warm up for half of training, which is the official
     code's triangular schedule (peak in the middle epoch) applied per step.
@@ -131,6 +132,7 @@ class M2SNetConfig(TrainConfig):
     # optimisation: two parameter groups (Sec. IV-C)
     backbone_lr: float = 0.005
     head_lr: float = 0.05
+    legacy_lr_groups: bool = False     # official: the backbone group is empty, everything trains at head_lr
     # data
     multiscale_sizes: tuple | None = (224, 256, 288, 320, 352)
     hflip: float = 0.5
@@ -163,10 +165,25 @@ class MSFormerConfig:
     (1, 2.0, 1.2) and (1, 1.5, 1.3)); shift 2 horizontally and vertically (Appendix A);
     k-means K = 3 for skin, 2 for lung (Table 1). From the official code (the paper does not say):
     n_clusters 100 (maximum), stop at 3 distinct clusters, 257 px input.
+
+    Two defaults differ from the published run, both within the paper's method and both chosen
+    on synthetic skin images (tuning set ``make_batch("skin", 8, 64, seed=7)``; checked on the
+    20 images of ``seed=123``, see ``benchmarks/bench_selfsup.py`` and book chapter 9), because
+    with the published setting the chosen cluster merges the lesion with surrounding skin and
+    the method is *below* k-means under the honest protocol (DSC 62.0 vs 70.0 on those 20 images):
+
+    * ``out_norm=True``: the score map is ``S = softmax(BN(z))``, the ``BN(z)`` that Eq. 7 already
+      puts on the output (as Kim and Kanezaki's self-training clustering does). Without it one
+      cluster's logit grows for every pixel and the argmax collapses onto a few merged clusters.
+    * ``lambdas=(1, 2, 0.3)``: lambda3 (intra-scale) at 0.3 instead of 1.2, inside the (0, 2)
+      range of the paper's grid search. The intra-scale term pulls neighbouring clusters
+      together (its stated purpose, Sec. 2.4) and at 1.2 it merges the lesion with the skin.
+
+    The published setting is ``out_norm=False, lambdas=(1, 2, 1.2)`` (``MSFormerConfig.PUBLISHED``).
     """
 
     profile: str = "quick"
-    image_size: int = 96              # working resolution (square); maps are resized back for evaluation
+    image_size: int = 64              # working resolution (square); maps are resized back for evaluation
     n_clusters: int = 100             # K output channels = maximum number of clusters (official: 100)
     dim: int = 32                     # token width d of both branches
     depth: int = 2                    # blocks per branch (Sec. 3.1)
@@ -178,7 +195,7 @@ class MSFormerConfig:
     intra_cell: int = 4
     shift: int = 2                    # Appendix A: shift 2; official: 1
     shift_mode: str = "hv"            # "hv" (paper) | "diagonal" (official)
-    lambdas: tuple = (1.0, 2.0, 1.2)  # (CE, inter, intra), Eq. 10
+    lambdas: tuple = (1.0, 2.0, 0.3)  # (CE, inter, intra), Eq. 10; published (1, 2, 1.2), see the docstring
     inter_mode: str = "matrix"        # "matrix" (Eq. 5) | "rowwise" (official)
     inter_blocks: str = "all"         # "all" | "last" (official)
     intra_reduction: str = "mean"     # "mean" (official) | "sum" (Eq. 9 literally)
@@ -187,13 +204,16 @@ class MSFormerConfig:
     max_iters: int = 50
     min_clusters: int = 3             # early stop when the argmax map has at most this many clusters
     standardize: bool = True          # per-image, per-channel zero mean / unit variance input
-    out_norm: bool = False            # score map S = softmax(BN(z)) (the BN(z) of Eq. 7) instead of softmax(z)
+    out_norm: bool = True             # score map S = softmax(BN(z)) (the BN(z) of Eq. 7); published: softmax(z)
     kmeans_k: int = 3                 # baseline (Table 1): 3 for skin, 2 for lung
     seed: int = 0
 
+    #: the published loss setting (MS-Former Appendix A, official code): use with ``dataclasses.replace(cfg, **PUBLISHED)``
+    PUBLISHED = {"out_norm": False, "lambdas": (1.0, 2.0, 1.2)}
+
     @classmethod
     def quick(cls) -> "MSFormerConfig":
-        return cls(profile="quick", image_size=96)
+        return cls(profile="quick", image_size=64)
 
     @classmethod
     def paper(cls) -> "MSFormerConfig":

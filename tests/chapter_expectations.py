@@ -58,4 +58,46 @@ EXPECTATIONS: dict[str, dict] = {
         },
         "nbval": True,
     },
+    "06_training_m2snet": {
+        "records": {
+            "val_dice": (0.35, 1.0),              # quick M2SNet, 6 epochs from scratch: 0.52 (seed 0)
+            "chance_dice": (0.1, 0.3),            # all-foreground predictor on the same images: 0.18
+            "params_m2snet": (27_692_329, 27_692_329),   # Table VI 27.7 M; official code without its fc
+            "gmacs_m2snet_256": (8.85, 8.97),     # every conv counted, box filters: 8.91 (= paper's 9.0 G reading)
+            "gmacs_m2snet_352": (16.7, 17.0),     # 16.84
+            "gmacs_literal_352": (33.0, 33.3),    # dense all-ones convs as the official code: 33.16
+        },
+        "nbval": False,                           # trains for a minute
+    },
+    "07_efficient_attention": {
+        "records": {
+            "eq2_parity": (1, 1),                 # plain Eq. 2 == mslib efficient_attention (and Eq. 1 == SDPA)
+            "module_parity": (1, 1),              # EfficientAttention == plain Eq. 2 per head + reprojection
+            "speedup_vs_sdpa_largest": (5, None),  # SDPA / efficient at 9216 tokens (about 30x on 2 cores)
+        },
+        "nbval": True,
+    },
+    "08_scale_consistency": {
+        "records": {
+            "inter_parity": (1, 1),               # plain Eq. 5-6 == mslib inter_scale_loss (matrix and rowwise)
+            "inter_identical": (0.0, 1e-6),       # identical contexts -> 0
+            "inter_orthogonal": (0.999999, 1.000001),  # orthogonal contexts -> 1
+            "intra_parity": (1, 1),               # numpy Eq. 8-9 == mslib correlation_matrix / intra_scale_loss
+            "intra_identity": (0.0, 0.0),         # rho = I -> 0
+            "intra_ratio": (0.0, 0.95),           # L_intra falls during the optimisation
+            "inter_ratio": (0.0, 0.5),            # L_inter falls much more
+        },
+        "nbval": True,
+    },
+    "09_selfsup_segmentation": {
+        "records": {
+            "toy_dsc": (0.6944, 0.6945),          # 10x10 toy masks: DSC 0.6944 (HM 0.4681, XOR 0.6111)
+            "msformer_dsc": (0.6, 1.0),           # 6 synthetic skin images, honest protocol
+            "kmeans_dsc": (0.3, 1.0),             # k-means K=3 on the same images
+            "msformer_minus_kmeans": (0.02, None),  # MS-Former beats k-means on those images
+            "legacy_gain_msformer": (0.0, None),  # the legacy GT crop only removes false positives
+            "legacy_whole_image_dsc": (0.5, 1.0),  # "everything is lesion" + GT crop scores far above its honest DSC
+        },
+        "nbval": False,                           # optimises 12 networks
+    },
 }

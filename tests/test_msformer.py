@@ -87,3 +87,27 @@ def test_config_profiles_build_and_step(profile):
     loss.backward()
     assert all(torch.isfinite(torch.tensor(v)) for v in parts.values())
     assert out.logits.shape == (1, cfg.n_clusters, 40, 40)
+
+
+def test_out_norm_is_bn_of_the_score_map():
+    """out_norm=True: the logits are BN(z) (Eq. 7's BN on the output): per-channel zero mean, unit variance."""
+    torch.manual_seed(0)
+    m = MSFormer(3, n_clusters=6, dim=8, intra_dim=8, intra_grid=2, intra_cell=2, out_norm=True).train()
+    logits = m(torch.randn(2, 3, 12, 12), with_tokens=False).logits
+    torch.testing.assert_close(logits.mean(dim=(0, 2, 3)), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits.var(dim=(0, 2, 3), unbiased=False), torch.ones(6), atol=1e-3, rtol=0)
+    assert MSFormer(3, n_clusters=6, dim=8, intra_dim=8, intra_grid=2, intra_cell=2).out_norm is None
+
+
+def test_config_defaults_and_published_setting():
+    import dataclasses
+
+    from mslib.configs import MSFormerConfig
+
+    cfg = MSFormerConfig.quick()
+    assert cfg.out_norm is True and tuple(cfg.lambdas) == (1.0, 2.0, 0.3) and cfg.image_size == 64
+    pub = dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED)
+    assert pub.out_norm is False and tuple(pub.lambdas) == (1.0, 2.0, 1.2)
+    # the paper's other loss values stay reachable and every lambda is within the (0, 2) grid of Appendix A
+    assert all(0 <= v <= 2 for v in cfg.lambdas)
+    assert "PUBLISHED" not in {f.name for f in dataclasses.fields(MSFormerConfig)}

@@ -31,11 +31,14 @@ def test_prepare_image_forms_agree():
 
 
 def test_early_stop_rule():
-    # a map that starts with few clusters stops before any SGD step
-    cfg = dataclasses.replace(TINY, min_clusters=11)
-    r = segment_image(_image(), cfg, seed=0)
-    first = r.history[0]["n_clusters"]
-    assert first <= 11 and r.stopped_early and r.iterations == 0 and len(r.history) == 1
+    # a map that starts with at most min_clusters clusters stops before any SGD step (out_norm=False:
+    # with the BN'd score map a fresh model uses every one of the 12 clusters)
+    base = dataclasses.replace(TINY, out_norm=False)
+    first = segment_image(_image(), dataclasses.replace(base, max_iters=0), seed=0).history[0]["n_clusters"]
+    assert first < base.n_clusters
+    r = segment_image(_image(), dataclasses.replace(base, min_clusters=first), seed=0)
+    assert r.history[0]["n_clusters"] == first
+    assert r.stopped_early and r.iterations == 0 and len(r.history) == 1
     # otherwise: runs until the count falls to min_clusters or max_iters steps are taken
     cfg = dataclasses.replace(TINY, min_clusters=1, max_iters=3)
     r = segment_image(_image(), cfg, seed=0)
@@ -97,3 +100,10 @@ def test_registered_config():
     cfg = get_config("msformer", "paper")
     assert (cfg.lr, cfg.momentum, cfg.max_iters, cfg.min_clusters) == (0.1, 0.9, 50, 3)
     assert cfg.image_size == 257 and cfg.depth == 2
+
+
+def test_bench_isic_without_the_folder_says_what_to_do(tmp_path):
+    from benchmarks.bench_selfsup import load_isic
+
+    with pytest.raises(SystemExit, match="data_scripts"):
+        load_isic(tmp_path / "missing")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mslib.blocks.attention import EfficientTransformerBlock
-from mslib.losses.scale_consistency import IntraScaleTokens
+from mslib.losses.scale_consistency import IntraScaleTokens, batch_norm_affine
 
 __all__ = ["PatchEmbed", "Branch", "MSFormer", "MSFormerOutput"]
 
@@ -84,7 +84,8 @@ class Branch(nn.Module):
         contexts = []
         for block, norm in zip(self.blocks, self.norms):
             x, g = block(x, hw)
-            x = norm(x.reshape(-1, x.shape[-1])).view_as(x)          # BN over all tokens, (B*N, C) view
+            scale, offset = batch_norm_affine(norm, x.reshape(-1, x.shape[-1]))   # BN over all tokens
+            x = x * scale + offset
             contexts.append(g)
         return x, contexts
 
@@ -137,7 +138,8 @@ class MSFormer(nn.Module):
         z = torch.cat([ms, ml], dim=-1)                               # (B, H, W, 2d)
         z = self.fuse(z)                                              # (B, H, W, K)
         if self.out_norm is not None:                                 # BN(z) of Eq. 7 as the score map
-            z = self.out_norm(z.reshape(-1, z.shape[-1])).view_as(z)
+            scale, offset = batch_norm_affine(self.out_norm, z.reshape(-1, z.shape[-1]))
+            z = z * scale + offset
         logits = z.permute(0, 3, 1, 2)                                # (B, K, H, W), channels-last strides
         tokens = self.intra(logits) if with_tokens else None
         return MSFormerOutput(logits, gs, gl, tokens)
