@@ -1,6 +1,6 @@
 """MS-Former per-image optimisation: speed/memory, and honest quality against k-means.
 
-    .venv/bin/python -m benchmarks.bench_selfsup --time [--sizes 96 257] [--n 3]
+    .venv/bin/python -m benchmarks.bench_selfsup --time [--sizes 64 257] [--n 3]
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
@@ -178,7 +178,7 @@ def main(argv=None) -> str:
     ap.add_argument("--eval", choices=["synthetic", "isic"])
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--profile", default="paper", choices=["quick", "paper"])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[96, 257])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 257])
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)

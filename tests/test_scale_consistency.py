@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.scale_consistency import (IntraScaleTokens, correlation_matrix, crop_pool_matrix, inter_scale_loss,
+from mslib.losses.scale_consistency import (IntraScaleTokens, correlation_matrix, box_means, integral_image, inter_scale_loss,
                                             intra_scale_loss, joint_loss, pseudo_label_ce, shifted_pairs)
 from mslib.models.msformer import MSFormerOutput
 
@@ -73,13 +73,36 @@ def test_shift_direction_and_size():
         shifted_pairs(z, mode="x")
 
 
-def test_crop_pool_matrix_equals_adaptive_pool():
+def test_box_means_equal_adaptive_pool_of_the_crop():
     x = torch.randn(2, 3, 23, 19, dtype=torch.float64)
-    for (r0, r1, c0, c1), out in [((0, 23, 0, 19), 8), ((2, 23, 0, 17), 5), ((0, 21, 2, 19), 7)]:
+    table = integral_image(x.permute(0, 2, 3, 1))
+    for (r0, r1, c0, c1), out in [((0, 23, 0, 19), 8), ((2, 23, 0, 17), 5), ((0, 21, 2, 19), 7), ((1, 4, 3, 5), 6)]:
         ref = F.adaptive_avg_pool2d(x[..., r0:r1, c0:c1], out)
-        ph = crop_pool_matrix(23, r0, r1, out, torch.float64)
-        pw = crop_pool_matrix(19, c0, c1, out, torch.float64)
-        torch.testing.assert_close(ph @ x @ pw.T, ref)
+        torch.testing.assert_close(box_means(table, (r0, r1, c0, c1), out).permute(0, 3, 1, 2), ref)
+
+
+def test_intra_pooling_float32_matches_float64_at_full_size_with_an_offset():
+    # a 257 px map with a large per-channel offset: the centred running sums stay accurate in float32
+    torch.manual_seed(0)
+    m = IntraScaleTokens(channels=4, dim=8)
+    z = (torch.randn(1, 4, 257, 257) + 50.0).permute(0, 2, 3, 1)
+    windows = [(0, 257, 0, 255), (2, 257, 0, 257)]
+    got = m.pooled(z, windows)
+    for g, (r0, r1, c0, c1) in zip(got, windows):
+        ref = F.adaptive_avg_pool2d(z.double().permute(0, 3, 1, 2)[..., r0:r1, c0:c1], 32).permute(0, 2, 3, 1)
+        torch.testing.assert_close(g.double(), ref, atol=2e-5, rtol=0)
+
+
+def test_intra_pooling_gradient_equals_adaptive_pool_gradient():
+    torch.manual_seed(0)
+    m = IntraScaleTokens(channels=3, dim=8, grid=2, cell=3)
+    z = torch.randn(2, 13, 11, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 6, 6, 3, dtype=torch.float64)
+    (m.pooled(z, [(1, 13, 0, 9)])[0] * w).sum().backward()
+    z2 = z.detach().clone().requires_grad_(True)
+    ref = F.adaptive_avg_pool2d(z2.permute(0, 3, 1, 2)[..., 1:13, 0:9], 6).permute(0, 2, 3, 1)
+    (ref * w).sum().backward()
+    torch.testing.assert_close(z.grad, z2.grad)
 
 
 def test_intra_tokens_pool_then_bn_equals_bn_then_pool():

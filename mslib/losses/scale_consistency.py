@@ -26,7 +26,9 @@ __all__ = [
     "inter_scale_loss",
     "shifted_pairs",
     "batch_norm_affine",
-    "crop_pool_matrix",
+    "integral_image",
+    "adaptive_bins",
+    "box_means",
     "IntraScaleTokens",
     "correlation_matrix",
     "intra_scale_loss",
@@ -150,21 +152,37 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
     return scale, bn.bias - mean * scale
 
 
-def crop_pool_matrix(n: int, start: int, stop: int, out: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """``(out, n)`` matrix ``P`` with ``P @ x == adaptive_avg_pool1d(x[start:stop], out)`` for a length-``n`` axis.
+def integral_image(zl: torch.Tensor) -> torch.Tensor:
+    """Summed-area table of a channels-last ``(B, H, W, K)`` map: ``(B, H+1, W+1, K)`` with
+    ``S[:, i, j] = z[:, :i, :j].sum((1, 2))`` (a zero first row and column)."""
+    return F.pad(zl, (0, 0, 1, 0, 1, 0)).cumsum(1).cumsum(2)
 
-    Cropping and adaptive average pooling are linear in each axis, so the pooled token lattice
-    of a shifted crop is ``P_h @ z @ P_w^T``: two small matmuls instead of materialising the
-    crop (and its zero-filled gradient) at full resolution.
+
+def adaptive_bins(start: int, stop: int, out: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin edges ``(a, b)`` of ``adaptive_avg_pool`` over ``x[start:stop]`` with ``out`` bins:
+    bin ``i`` covers ``[start + floor(i n / out), start + ceil((i+1) n / out))``, ``n = stop - start``."""
+    n = stop - start
+    if n < 1 or out < 1:
+        raise ValueError(f"adaptive_bins: need stop > start and out >= 1, got start={start}, stop={stop}, out={out}")
+    i = torch.arange(out, device=device)
+    return start + (i * n) // out, start - ((-(i + 1) * n) // out)
+
+
+def box_means(s: torch.Tensor, window: tuple[int, int, int, int], out: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(z[..., r0:r1, c0:c1], out)`` read from the summed-area table ``s`` of ``z``.
+
+    ``s`` is :func:`integral_image` of a channels-last ``(B, H, W, K)`` map; returns the
+    channels-last ``(B, out, out, K)`` bin means. Four gathers of ``out`` rows/columns per
+    window, so several shifted crops of the same map cost one cumulative sum, and the
+    gradient is a scatter into the table instead of a full-size zero-filled map per crop.
     """
-    length = stop - start
-    if not (0 <= start < stop <= n) or out < 1:
-        raise ValueError(f"crop_pool_matrix: need 0 <= start < stop <= n and out >= 1, got n={n}, start={start}, stop={stop}, out={out}")
-    m = torch.zeros(out, n, dtype=dtype, device=device)
-    for i in range(out):  # the windows of adaptive_avg_pool: [floor(i L / o), ceil((i+1) L / o))
-        a, b = (i * length) // out, -((-(i + 1) * length) // out)
-        m[i, start + a:start + b] = 1.0 / (b - a)
-    return m
+    r0, r1, c0, c1 = window
+    ra, rb = adaptive_bins(r0, r1, out, s.device)
+    ca, cb = adaptive_bins(c0, c1, out, s.device)
+    rows = s.index_select(1, rb) - s.index_select(1, ra)                 # (B, out, W+1, K)
+    box = rows.index_select(2, cb) - rows.index_select(2, ca)            # (B, out, out, K)
+    area = ((rb - ra)[:, None] * (cb - ca)[None, :]).to(s.dtype)
+    return box / area[None, :, :, None]
 
 
 class IntraScaleTokens(nn.Module):
@@ -180,7 +198,7 @@ class IntraScaleTokens(nn.Module):
     ``dim`` by a shared linear layer, followed by multi-head self-attention. The number of
     tokens (``grid**2``, 64 by default as in the official code) and of parameters
     (``cell**2*K*dim + 4*dim**2``) do not depend on H and W; the work at full resolution is
-    one per-channel mean/variance (BN) and one area-average pass per crop.
+    one per-channel mean/variance (BN) and one summed-area table shared by all crops.
     The shift is applied at full resolution, before pooling (:func:`shifted_pairs` semantics).
 
     BN and pooling commute (BN is a per-channel affine map with statistics of the full map),
@@ -216,18 +234,20 @@ class IntraScaleTokens(nn.Module):
         (batch statistics in training, running ones in eval; :func:`batch_norm_affine`)."""
         return batch_norm_affine(self.bn, zl.reshape(-1, zl.shape[-1]))
 
-    def pooled(self, zl: torch.Tensor, window: tuple[int, int, int, int]) -> torch.Tensor:
-        """Area average of ``z[..., r0:r1, c0:c1]`` on the ``grid*cell`` lattice, for a channels-last
-        ``(B, H, W, K)`` map; returns ``(B, L, L, K)``.
+    def pooled(self, zl: torch.Tensor, windows) -> list[torch.Tensor]:
+        """Area averages of ``z[..., r0:r1, c0:c1]`` on the ``grid*cell`` lattice for each window,
+        from a channels-last ``(B, H, W, K)`` map; returns ``(B, L, L, K)`` per window.
 
-        ``adaptive_avg_pool2d`` of the crop (a view), on channels-last memory: one pass over the
-        crop. (:func:`crop_pool_matrix` gives the same numbers as two matrix products; at 257 px
-        those cost about 0.4 GFLOP per crop and dominated the step.)
+        Equal to ``adaptive_avg_pool2d`` of each crop (tested), read from one summed-area table
+        (:func:`box_means`): at 257 px, four crops through ``adaptive_avg_pool2d`` copy and
+        pool 26 MB each way and cost about 5x more. The map is centred on its (detached)
+        per-channel mean first, ``mean(z) = mean(z - c) + c``, which keeps the float32 running
+        sums small and leaves values and gradients unchanged.
         """
-        r0, r1, c0, c1 = window
+        c = zl.detach().mean(dim=(0, 1, 2))
+        s = integral_image(zl - c)
         L = self.grid * self.cell
-        crop = zl.permute(0, 3, 1, 2)[..., r0:r1, c0:c1]          # (B, K, h, w) view
-        return F.adaptive_avg_pool2d(crop, L).permute(0, 2, 3, 1)
+        return [box_means(s, w, L) + c for w in windows]
 
     def tokens(self, p: torch.Tensor) -> torch.Tensor:
         """``(B, L, L, K)`` pooled lattice -> ``(B, grid**2, dim)`` tokens ``MSA(embed(patches))``."""
@@ -246,8 +266,9 @@ class IntraScaleTokens(nn.Module):
         zl = z.permute(0, 2, 3, 1)                                  # (B, H, W, K); a view for channels-last z
         scale, offset = self.normalize(zl)
         aff = lambda p: p * scale + offset  # noqa: E731  BN affine on the pooled values
-        return [(self.tokens(aff(self.pooled(zl, a))), self.tokens(aff(self.pooled(zl, b))))
-                for a, b in self._windows(h, w)]
+        pairs = self._windows(h, w)
+        p = self.pooled(zl, [win for pair in pairs for win in pair])
+        return [(self.tokens(aff(p[2 * i])), self.tokens(aff(p[2 * i + 1]))) for i in range(len(pairs))]
 
 
 def correlation_matrix(a1: torch.Tensor, a2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
