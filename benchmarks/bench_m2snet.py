@@ -87,13 +87,15 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=1, help="--ablation: runs in parallel (one thread each)")
     ap.add_argument("--epochs", type=int, default=None, help="--ablation: override the quick profile's epochs")
     ap.add_argument("--rows", nargs="+", default=None, help="--ablation: a subset of rows (by name)")
+    ap.add_argument("--lossnet", choices=["both", "off", "on"], default="both",
+                    help="--ablation: train each row without LossNet, with it, or both (default)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MSLIB_OFFLINE", "1")
     warnings.filterwarnings("ignore", message="pretrained='auto'")
     if args.ablation:
-        return ablation(args.seeds, args.jobs, args.epochs, args.rows)
+        return ablation(args.seeds, args.jobs, args.epochs, args.rows, args.lossnet)
     repeat = 3 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
 
@@ -131,7 +133,7 @@ def main(argv=None) -> None:
     t_f = interleaved({"MSNet": fwd(ms), "M2SNet": fwd(m2), "conv": fwd(m2c)}, repeat)
     for m in (ms, m2, m2c):
         m.train()
-    t_fb = interleaved({"MSNet": fwd_bwd(ms), "M2SNet": fwd_bwd(m2), "conv": fwd_bwd(m2c)}, max(2, repeat - 2))
+    t_fb = interleaved({"MSNet": fwd_bwd(ms), "M2SNet": fwd_bwd(m2), "conv": fwd_bwd(m2c)}, repeat + 2)  # ~1 s each: median of 3 was too noisy
     rows = [
         ["forward", t_f["MSNet"], t_f["M2SNet"], t_f["M2SNet"] / t_f["MSNet"], t_f["conv"] / t_f["MSNet"]],
         ["forward + backward", t_fb["MSNet"], t_fb["M2SNet"], t_fb["M2SNet"] / t_fb["MSNet"],
@@ -186,6 +188,9 @@ ABLATION_ROWS = {
     "SU (MSNet)": dict(unit="su"),
     "MSU (M2SNet)": dict(unit="msu"),
     "MSU, box means (normalize=True)": dict(unit="msu", unit_kwargs={"normalize": True}),
+    # Table VIII: other multi-scale designs in place of the fixed-filter MSU
+    "MSU as ASPP (Table VIII)": dict(unit="msu_aspp"),
+    "MSU as DenseASPP (Table VIII)": dict(unit="msu_denseaspp"),
 }
 #: LossNet in a quick run: lambda = 1 (paper Eq. 4), VGG input 48 px (~1.2x the model's cost).
 LOSSNET_ON = dict(lossnet_weight=1.0, lossnet_resize=48)
@@ -230,14 +235,15 @@ def _all_foreground_dice() -> float:
     return statistics.mean(dices)
 
 
-def ablation(seeds, jobs: int = 1, epochs: int | None = None, rows=None) -> str:
+def ablation(seeds, jobs: int = 1, epochs: int | None = None, rows=None, lossnet: str = "both") -> str:
     import multiprocessing as mp
 
     rows = rows or list(ABLATION_ROWS)
     unknown = sorted(set(rows) - set(ABLATION_ROWS))
     if unknown:
         raise SystemExit(f"unknown row(s) {unknown}; rows are {list(ABLATION_ROWS)}")
-    todo = [(r, ln, s, epochs) for s in seeds for ln in (False, True) for r in rows]   # seed by seed
+    modes = {"both": (False, True), "off": (False,), "on": (True,)}[lossnet]
+    todo = [(r, ln, s, epochs) for s in seeds for ln in modes for r in rows]   # seed by seed
     print(f"torch {torch.__version__}; {len(todo)} runs, {jobs} in parallel, 1 thread each; quick profile, "
           f"wiring='eq3', seeds {list(seeds)}", flush=True)
     t0 = time.perf_counter()

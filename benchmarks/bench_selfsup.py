@@ -1,6 +1,6 @@
 """MS-Former per-image optimisation: speed/memory, and honest quality against k-means.
 
-    .venv/bin/python -m benchmarks.bench_selfsup --time [--sizes 64 257] [--n 3]
+    .venv/bin/python -m benchmarks.bench_selfsup [--time] [--sizes 64 257] [--n 2]
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
@@ -201,10 +201,8 @@ def main(argv=None) -> str:
         if args.size:
             cfg = dataclasses.replace(cfg, image_size=args.size)
         return run_ablation(cfg, args.n or 12)
-    if args.time:
-        return run_time(args.sizes, args.n or 3, args.threads, args.set)
-    ap.error("pass --time, --ablation or --eval synthetic|isic")
-    return ""
+    # --time, and the default (``make bench``): per-image speed and memory
+    return run_time(args.sizes, args.n or 2, args.threads, args.set)
 
 
 if __name__ == "__main__":
