@@ -180,6 +180,9 @@ class MSFormerConfig:
       together (its stated purpose, Sec. 2.4) and at 1.2 it merges the lesion with the skin.
 
     The published setting is ``out_norm=False, lambdas=(1, 2, 1.2)`` (``MSFormerConfig.PUBLISHED``).
+    It is the better one on the team's 20 real ISIC 2016 crops (DSC 75.7 vs 62.0 for these
+    defaults, k-means 70.3), where the lesion fills most of the image and merging pays; the
+    normalised score map decides it. Chapter 9 shows both; no setting tried wins on both.
     """
 
     profile: str = "quick"

@@ -28,3 +28,30 @@ def test_book_benchmark_with_no_matching_chapter_prints_only_the_total():
 def test_run_all_rejects_an_unknown_benchmark(capsys):
     assert run_all.main(["no-such-benchmark"]) == 2
     assert "available" in capsys.readouterr().out
+
+
+def test_selfsup_ablation_derives_its_rows_from_the_configured_weights():
+    from benchmarks import bench_selfsup
+
+    table = bench_selfsup.main(["--ablation", "--n", "1", "--size", "32", "--profile", "quick",
+                                "--set", "max_iters=1", "--set", "lambdas=1,3,0.7"])
+    for row in ("CE only (1.0, 0.0, 0.0)", "CE + inter (1.0, 3.0, 0.0)", "CE + intra (1.0, 0.0, 0.7)",
+                "CE + inter + intra (1.0, 3.0, 0.7) (default)", "published"):
+        assert row in table
+
+
+def test_selfsup_eval_synthetic_prints_both_methods():
+    from benchmarks import bench_selfsup
+
+    table = bench_selfsup.main(["--eval", "synthetic", "--n", "2", "--size", "32", "--profile", "quick",
+                                "--set", "max_iters=1"])
+    assert "| MS-Former" in table and "| k-means (K=3)" in table and "beats k-means on" in table
+
+
+def test_m2snet_ablation_table_from_results_gives_mean_std_and_chance():
+    from benchmarks import bench_m2snet
+
+    results = [("SU (MSNet)", False, s, d, 1.0) for s, d in ((0, 0.5), (1, 0.7))]
+    table = bench_m2snet.ablation_table(results)
+    assert "| SU (MSNet)" in table and "0.600 ± 0.141" in table and "0.500 0.700" in table
+    assert "all-foreground predictor (chance)" in table

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.scale_consistency import (IntraScaleTokens, correlation_matrix, box_means, integral_image, inter_scale_loss,
+from mslib.losses.scale_consistency import (IntraScaleTokens, batch_norm_affine, box_means, correlation_matrix, integral_image,
+                                            inter_scale_loss,
                                             intra_scale_loss, joint_loss, pseudo_label_ce, shifted_pairs)
 from mslib.models.msformer import MSFormerOutput
 
@@ -71,6 +72,38 @@ def test_shift_direction_and_size():
         shifted_pairs(z, shift=0)
     with pytest.raises(ValueError, match="'hv'"):
         shifted_pairs(z, mode="x")
+
+
+def test_batch_norm_affine_equals_batchnorm1d_in_train_and_eval():
+    # values, gradients and running statistics against torch.nn.BatchNorm1d (train mode),
+    # then the running-statistics path (eval mode); an offset of 10 checks the E[x^2] - E[x]^2 variance
+    torch.manual_seed(0)
+    ref = torch.nn.BatchNorm1d(5)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 2)
+        ref.bias.uniform_(-1, 1)
+    ours = torch.nn.BatchNorm1d(5)
+    ours.load_state_dict(ref.state_dict())
+    x = (torch.randn(300, 5) * torch.tensor([0.5, 1, 2, 3, 4]) + 10.0).requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    w = torch.randn(300, 5)
+    for _ in range(2):                                           # two updates of the running statistics
+        y_ref = ref(x)
+        scale, offset = batch_norm_affine(ours, x2)
+        y = x2 * scale + offset
+    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=1e-4)
+    (y_ref * w).sum().backward()
+    (y * w).sum().backward()
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-4, rtol=1e-4)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 2
+    ref.eval(), ours.eval()
+    with torch.no_grad():
+        scale, offset = batch_norm_affine(ours, x)
+        torch.testing.assert_close(x * scale + offset, ref(x), atol=1e-5, rtol=1e-5)
 
 
 def test_box_means_equal_adaptive_pool_of_the_crop():

@@ -210,7 +210,7 @@ def training_kwargs(cfg) -> dict[str, Any]:
         fit(model, train_loader, val_loader, config=cfg, **training_kwargs(cfg))
     """
     # legacy_lr_groups: the official grouping fails silently and trains everything at the head's rate
-    backbone_lr = cfg.head_lr if getattr(cfg, "legacy_lr_groups", False) else cfg.backbone_lr
+    backbone_lr = cfg.head_lr if cfg.legacy_lr_groups else cfg.backbone_lr
     kwargs: dict[str, Any] = {
         "loss_fn": build_m2snet_loss(cfg),
         "step_fn": m2snet_step,
