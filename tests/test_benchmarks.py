@@ -55,3 +55,13 @@ def test_m2snet_ablation_table_from_results_gives_mean_std_and_chance():
     table = bench_m2snet.ablation_table(results)
     assert "| SU (MSNet)" in table and "0.600 ± 0.141" in table and "0.500 0.700" in table
     assert "all-foreground predictor (chance)" in table
+
+
+def test_selfsup_time_table_runs_each_size_in_its_own_process_with_both_heaps():
+    from benchmarks import bench_selfsup
+
+    table = bench_selfsup.main(["--time", "--sizes", "32", "--n", "1", "--threads", "1", "--set", "max_iters=1"])
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| 32 ")]
+    assert [r[:2] for r in rows] == [["32", "glibc default"], ["32", "MALLOC_MMAP_THRESHOLD_=131072"]]
+    assert all(float(r[2]) > 0 and float(r[3]) <= 1 for r in rows)      # s / image; at most max_iters=1 SGD step
+    assert "vs official 148 s" in table

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.scale_consistency import (IntraScaleTokens, batch_norm_affine, box_means, correlation_matrix, integral_image,
-                                            inter_scale_loss,
-                                            intra_scale_loss, joint_loss, pseudo_label_ce, shifted_pairs)
+from mslib.losses.scale_consistency import (IntraScaleTokens, adaptive_bins, batch_norm_affine, box_means,
+                                            correlation_matrix, integral_image, inter_scale_loss, intra_scale_loss,
+                                            joint_loss, pseudo_label_ce, shifted_pairs)
 from mslib.models.msformer import MSFormerOutput
 
 
@@ -112,6 +112,37 @@ def test_box_means_equal_adaptive_pool_of_the_crop():
     for (r0, r1, c0, c1), out in [((0, 23, 0, 19), 8), ((2, 23, 0, 17), 5), ((0, 21, 2, 19), 7), ((1, 4, 3, 5), 6)]:
         ref = F.adaptive_avg_pool2d(x[..., r0:r1, c0:c1], out)
         torch.testing.assert_close(box_means(table, (r0, r1, c0, c1), out).permute(0, 3, 1, 2), ref)
+
+
+def test_sparse_integral_image_equals_the_full_table_at_the_requested_entries():
+    z = torch.randn(2, 23, 19, 3, dtype=torch.float64)
+    full = integral_image(z)
+    rows, cols = torch.tensor([0, 3, 4, 11, 23]), torch.tensor([2, 5, 18])
+    torch.testing.assert_close(integral_image(z, rows, cols), full[:, rows][:, :, cols])
+    # entries directly from the definition S[i, j] = z[:i, :j].sum()
+    assert torch.allclose(integral_image(z, rows, cols)[:, 3, 1], z[:, :11, :5].sum((1, 2)))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        integral_image(z, torch.tensor([4, 3]), cols)
+    with pytest.raises(ValueError, match="0..23"):
+        integral_image(z, torch.tensor([0, 24]), cols)
+
+
+def test_box_means_from_the_sparse_table_values_and_gradients():
+    x = torch.randn(1, 3, 41, 37, dtype=torch.float64, requires_grad=True)
+    windows, out = [(0, 41, 0, 35), (0, 41, 2, 37), (0, 39, 0, 37), (2, 41, 0, 37)], 8
+    bins = [(torch.cat(adaptive_bins(r0, r1, out)), torch.cat(adaptive_bins(c0, c1, out))) for r0, r1, c0, c1 in windows]
+    rows, cols = torch.cat([b[0] for b in bins]).unique(), torch.cat([b[1] for b in bins]).unique()
+    table = integral_image(x.permute(0, 2, 3, 1), rows, cols)
+    w = torch.randn(len(windows), 1, out, out, 3, dtype=torch.float64)
+    got = [box_means(table, win, out, rows, cols) for win in windows]
+    ref = [F.adaptive_avg_pool2d(x[..., r0:r1, c0:c1], out).permute(0, 2, 3, 1) for r0, r1, c0, c1 in windows]
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r)
+    g1 = torch.autograd.grad(sum((gi * wi).sum() for gi, wi in zip(got, w)), x)[0]
+    g2 = torch.autograd.grad(sum((ri * wi).sum() for ri, wi in zip(ref, w)), x)[0]
+    torch.testing.assert_close(g1, g2)
+    with pytest.raises(ValueError, match="bin edge"):
+        box_means(table, (0, 41, 0, 37), 9, rows, cols)
 
 
 def test_intra_pooling_float32_matches_float64_at_full_size_with_an_offset():

@@ -152,10 +152,38 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
     return scale, bn.bias - mean * scale
 
 
-def integral_image(zl: torch.Tensor) -> torch.Tensor:
-    """Summed-area table of a channels-last ``(B, H, W, K)`` map: ``(B, H+1, W+1, K)`` with
-    ``S[:, i, j] = z[:, :i, :j].sum((1, 2))`` (a zero first row and column)."""
-    return F.pad(zl, (0, 0, 1, 0, 1, 0)).cumsum(1).cumsum(2)
+def integral_image(zl: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed-area table of a channels-last ``(B, H, W, K)`` map.
+
+    Without ``rows``/``cols``: the full ``(B, H+1, W+1, K)`` table with
+    ``S[:, i, j] = z[:, :i, :j].sum((1, 2))`` (a zero first row and column).
+
+    With sorted, distinct row indices ``rows`` (values in ``0..H``) and column indices ``cols``
+    (in ``0..W``): only the entries ``S[:, rows[a], cols[b]]``, as a ``(B, len(rows), len(cols), K)``
+    table. Each pixel row is added once into the gap between two consecutive requested rows
+    (``index_add``), the gaps are summed cumulatively, and the same is done for columns. So
+    the full-resolution work is one scatter-add per axis (its gradient one gather), instead
+    of two full-size cumulative sums whose gradients flip and re-sum the whole map.
+    """
+    if rows is None and cols is None:
+        return F.pad(zl, (0, 0, 1, 0, 1, 0)).cumsum(1).cumsum(2)
+    h, w = zl.shape[1], zl.shape[2]
+    rows = torch.arange(h + 1, device=zl.device) if rows is None else rows
+    cols = torch.arange(w + 1, device=zl.device) if cols is None else cols
+    return _sparse_prefix(_sparse_prefix(zl, rows, 1), cols, 2)
+
+
+def _sparse_prefix(z: torch.Tensor, edges: torch.Tensor, dim: int) -> torch.Tensor:
+    """``P[a] = z.narrow(dim, 0, edges[a]).sum(dim)`` for sorted distinct ``edges``, kept as a dim of size ``len(edges)``."""
+    n, e = z.shape[dim], edges.numel()
+    if e and (bool((edges[1:] <= edges[:-1]).any()) or int(edges[0]) < 0 or int(edges[-1]) > n):
+        raise ValueError(f"integral_image: indices must be sorted, distinct and in 0..{n}, got {edges.tolist()}")
+    # pixel i belongs to the gap just before the first edge > i: index = number of edges <= i
+    gap = torch.searchsorted(edges, torch.arange(n, device=z.device), right=True)
+    shape = list(z.shape)
+    shape[dim] = e + 1
+    sums = z.new_zeros(shape).index_add(dim, gap, z)                  # (..., e + 1, ...): gap sums, last one unused
+    return sums.narrow(dim, 0, e).cumsum(dim)
 
 
 def adaptive_bins(start: int, stop: int, out: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,21 +196,34 @@ def adaptive_bins(start: int, stop: int, out: int, device=None) -> tuple[torch.T
     return start + (i * n) // out, start - ((-(i + 1) * n) // out)
 
 
-def box_means(s: torch.Tensor, window: tuple[int, int, int, int], out: int) -> torch.Tensor:
+def box_means(s: torch.Tensor, window: tuple[int, int, int, int], out: int, rows: torch.Tensor | None = None,
+              cols: torch.Tensor | None = None) -> torch.Tensor:
     """``adaptive_avg_pool2d(z[..., r0:r1, c0:c1], out)`` read from the summed-area table ``s`` of ``z``.
 
-    ``s`` is :func:`integral_image` of a channels-last ``(B, H, W, K)`` map; returns the
-    channels-last ``(B, out, out, K)`` bin means. Four gathers of ``out`` rows/columns per
-    window, so several shifted crops of the same map cost one cumulative sum, and the
-    gradient is a scatter into the table instead of a full-size zero-filled map per crop.
+    ``s`` is :func:`integral_image` of a channels-last ``(B, H, W, K)`` map (the full table,
+    or the entries at ``rows`` x ``cols`` when those are given: they must then contain every
+    bin edge of the window); returns the channels-last ``(B, out, out, K)`` bin means. Four
+    gathers of ``out`` rows/columns per window, so several shifted crops of the same map cost
+    one table.
     """
     r0, r1, c0, c1 = window
     ra, rb = adaptive_bins(r0, r1, out, s.device)
     ca, cb = adaptive_bins(c0, c1, out, s.device)
-    rows = s.index_select(1, rb) - s.index_select(1, ra)                 # (B, out, W+1, K)
-    box = rows.index_select(2, cb) - rows.index_select(2, ca)            # (B, out, out, K)
     area = ((rb - ra)[:, None] * (cb - ca)[None, :]).to(s.dtype)
+    if rows is not None:
+        ra, rb = _position(rows, ra), _position(rows, rb)
+    if cols is not None:
+        ca, cb = _position(cols, ca), _position(cols, cb)
+    r = s.index_select(1, rb) - s.index_select(1, ra)                    # (B, out, W', K)
+    box = r.index_select(2, cb) - r.index_select(2, ca)                  # (B, out, out, K)
     return box / area[None, :, :, None]
+
+
+def _position(edges: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    pos = torch.searchsorted(edges, values)
+    if bool((pos >= edges.numel()).any()) or not torch.equal(edges[pos.clamp_max(edges.numel() - 1)], values):
+        raise ValueError("box_means: the table's rows/cols do not contain every bin edge of the window")
+    return pos
 
 
 class IntraScaleTokens(nn.Module):
@@ -239,15 +280,19 @@ class IntraScaleTokens(nn.Module):
         from a channels-last ``(B, H, W, K)`` map; returns ``(B, L, L, K)`` per window.
 
         Equal to ``adaptive_avg_pool2d`` of each crop (tested), read from one summed-area table
-        (:func:`box_means`): at 257 px, four crops through ``adaptive_avg_pool2d`` copy and
-        pool 26 MB each way and cost about 5x more. The map is centred on its (detached)
+        (:func:`box_means`) kept only at the rows and columns that are bin edges of some
+        window (:func:`integral_image` with ``rows``/``cols``): at 257 px, four crops through
+        ``adaptive_avg_pool2d`` copy and pool 26 MB each way and cost about 5x more. The map is centred on its (detached)
         per-channel mean first, ``mean(z) = mean(z - c) + c``, which keeps the float32 running
         sums small and leaves values and gradients unchanged.
         """
         c = zl.detach().mean(dim=(0, 1, 2))
-        s = integral_image(zl - c)
         L = self.grid * self.cell
-        return [box_means(s, w, L) + c for w in windows]
+        bins = [(adaptive_bins(r0, r1, L), adaptive_bins(c0, c1, L)) for r0, r1, c0, c1 in windows]
+        rows = torch.cat([torch.cat(rb) for rb, _ in bins]).unique().to(zl.device)   # sorted
+        cols = torch.cat([torch.cat(cb) for _, cb in bins]).unique().to(zl.device)
+        s = integral_image(zl - c, rows, cols)
+        return [box_means(s, w, L, rows, cols) + c for w in windows]
 
     def tokens(self, p: torch.Tensor) -> torch.Tensor:
         """``(B, L, L, K)`` pooled lattice -> ``(B, grid**2, dim)`` tokens ``MSA(embed(patches))``."""

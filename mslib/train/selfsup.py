@@ -80,7 +80,7 @@ def prepare_image(image, size: int | None, standardize: bool = True) -> torch.Te
             arr = arr[..., None]
         if arr.ndim != 3:
             raise ValueError(f"image array must be (H, W) or (H, W, C), got shape {arr.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float()   # copy: arrays from PIL are read-only
         if arr.dtype == np.uint8:
             x = x / 255.0
     x = x[None]
