@@ -184,7 +184,7 @@ class MSFormerConfig:
       two sets), better on the ISIC crops (68.4 vs 63.0), end with fewer clusters (6 vs 15-17,
       closer to k-means' 3) and halve the time per SGD step at 257 px (0.27 vs 0.48 s on 2 cores)
       and its memory. At 64 px they are 6 points below K = 100 (72.5 vs 78.7, k-means 70.0), so
-      the quick profile works at 128 px (a 66 s chapter on 2 cores instead of 33 s).
+      the quick profile works at 128 px (chapter 9 takes 60-80 s on 2 cores instead of 35 s).
 
     The published setting is ``out_norm=False, lambdas=(1, 2, 1.2), n_clusters=100,
     mlp_ratio=4`` (``MSFormerConfig.PUBLISHED``). It is the better one on the team's 20 real
