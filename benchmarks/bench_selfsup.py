@@ -1,6 +1,6 @@
 """MS-Former per-image optimisation: speed/memory, and honest quality against k-means.
 
-    .venv/bin/python -m benchmarks.bench_selfsup [--time] [--sizes 64 257] [--n 2]
+    .venv/bin/python -m benchmarks.bench_selfsup [--time] [--sizes 128 257] [--n 2]
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128] [--seed 2024]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
@@ -194,7 +194,7 @@ def main(argv=None) -> str:
     ap.add_argument("--eval", choices=["synthetic", "isic"])
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--profile", default="paper", choices=["quick", "paper"])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 257])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 257])   # the quick and paper sizes
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
