@@ -120,8 +120,6 @@ def run_eval(source: str, cfg: MSFormerConfig, n: int, data: Path, seed: int = 1
                        title=title)
 
 
-
-
 def run_ablation(cfg: MSFormerConfig, n: int) -> str:
     """MS-Former Table 2 on synthetic skin images (same images and seeds for every row)."""
     from mslib.data.synthetic import make_batch
@@ -132,7 +130,8 @@ def run_ablation(cfg: MSFormerConfig, n: int) -> str:
     rows_lam = (("CE only", (l1, 0.0, 0.0)), ("CE + inter", (l1, l2, 0.0)), ("CE + intra", (l1, 0.0, l3)))
     variants = [(f"{name} {lam}", dataclasses.replace(cfg, lambdas=lam)) for name, lam in rows_lam]
     variants += [(f"CE + inter + intra {tuple(cfg.lambdas)} (default)", cfg),
-                 ("published: out_norm=False, (1, 2, 1.2), K=100, Mix-FFN x4", dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED))]
+                 ("published: out_norm=False, (1, 2, 1.2), K=100, Mix-FFN x4",
+                  dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED))]
     for name, c in variants:
         res = segment_images(list(images), c, progress=False)
         ev = [evaluate_clusters(r.labels, torch.from_numpy(m)) for r, m in zip(res, masks)]
@@ -174,7 +173,8 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
             ims, _ = make_batch("skin", n, size, seed=7)
             path = str(Path(tmp) / f"skin_{size}.npy")
             np.save(path, np.stack([np.asarray(i) for i in ims]))            # (n, H, W, 3) uint8
-            for heap, env in (("glibc default", {}), ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
+            for heap, env in (("glibc default", {}),
+                              ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
                 cmd = [sys.executable, "-m", "benchmarks.bench_selfsup", "--threads", str(threads), "--time-cell",
                        str(size), path, *sum((["--set", s] for s in items), [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout

@@ -174,7 +174,7 @@ def integral_image(zl: torch.Tensor, rows: torch.Tensor | None = None, cols: tor
 
 
 def _sparse_prefix(z: torch.Tensor, edges: torch.Tensor, dim: int) -> torch.Tensor:
-    """``P[a] = z.narrow(dim, 0, edges[a]).sum(dim)`` for sorted distinct ``edges``, kept as a dim of size ``len(edges)``."""
+    """``P[a] = z.narrow(dim, 0, edges[a]).sum(dim)`` for sorted distinct ``edges`` (a dim of size ``len(edges)``)."""
     n, e = z.shape[dim], edges.numel()
     if e and (bool((edges[1:] <= edges[:-1]).any()) or int(edges[0]) < 0 or int(edges[-1]) > n):
         raise ValueError(f"integral_image: indices must be sorted, distinct and in 0..{n}, got {edges.tolist()}")
@@ -280,11 +280,11 @@ class IntraScaleTokens(nn.Module):
         from a channels-last ``(B, H, W, K)`` map; returns ``(B, L, L, K)`` per window.
 
         Equal to ``adaptive_avg_pool2d`` of each crop (tested), read from one summed-area table
-        (:func:`box_means`) kept only at the rows and columns that are bin edges of some
-        window (:func:`integral_image` with ``rows``/``cols``): at 257 px, four crops through
-        ``adaptive_avg_pool2d`` copy and pool 26 MB each way and cost about 5x more. The map is centred on its (detached)
-        per-channel mean first, ``mean(z) = mean(z - c) + c``, which keeps the float32 running
-        sums small and leaves values and gradients unchanged.
+        (:func:`box_means`) kept only at the rows and columns that are bin edges of some window
+        (:func:`integral_image` with ``rows``/``cols``): at 257 px, four crops through
+        ``adaptive_avg_pool2d`` copy and pool 26 MB each way and cost about 5x more. The map is
+        centred on its (detached) per-channel mean first, ``mean(z) = mean(z - c) + c``, which
+        keeps the float32 running sums small and leaves values and gradients unchanged.
         """
         c = zl.detach().mean(dim=(0, 1, 2))
         L = self.grid * self.cell
