@@ -3,6 +3,8 @@
 #   make test        set up .venv (first time) and run the whole test suite
 #   make book        set up .venv, execute every chapter (quick profile), build _build/html
 #   make notebooks   re-execute the chapters in place (quick profile) and store their outputs
+#   make lab         open the chapters in JupyterLab (the .venv kernel), to run them yourself
+#   make book-pdf    print the built book to _build/pdf (solutions open; needs chromium)
 #   make bench       print the benchmark tables
 #
 # PYTHON picks the interpreter that creates .venv (3.10+).
@@ -13,13 +15,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 export TQDM_DISABLE ?= 1
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Agg only where no notebook kernel draws for a reader: under Agg `plt.show()` puts nothing
+# into a notebook, so the book's executions (tools/book.py) unset it for their kernels.
+test test-fast bench: export MPLBACKEND := Agg
 
-.PHONY: help venv test test-fast book book-html notebooks bench clean
+.PHONY: help venv test test-fast book book-html book-pdf notebooks lab bench clean
 
 help:
-	@sed -n '3,9p' Makefile
+	@sed -n '3,11p' Makefile
 
 venv: $(STAMP)
 
@@ -44,6 +48,13 @@ book: $(STAMP)
 
 book-html: $(STAMP)
 	$(PY) tools/book.py build --strict
+
+book-pdf: $(STAMP)
+	@test -e _build/html/index.html || $(MAKE) book-html
+	$(PY) tools/book.py pdf
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab book/
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

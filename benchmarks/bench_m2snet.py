@@ -39,7 +39,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import print_table
 from mslib.blocks.subtraction import MultiScaleSubtractionUnit
-from mslib.models.m2snet import M2SNet, count_parameters
+from mslib.models.m2snet import M2SNet
+from mslib.utils import count_parameters
 
 PAPER_PARAMS = {"MSNet": "27.7 M", "M2SNet": "27.7 M", "M2SNet (ASPP)": "29.2 M", "M2SNet (DenseASPP)": "29.6 M"}
 PAPER_FLOPS = {"MSNet": "9.0 G", "M2SNet": "9.0 G", "M2SNet (ASPP)": "13.8 G", "M2SNet (DenseASPP)": "17.5 G"}
@@ -160,23 +161,20 @@ def main(argv=None) -> None:
 
 
 def _train_rate(profile: str, batch: int, px: int, repeat: int) -> list:
+    """Steps per second of the profile's training step, run by the engine itself (``fit``) on one fixed batch."""
     from mslib.configs import get_config
-    from mslib.models.m2snet import build_m2snet, m2snet_param_groups, training_kwargs
-    from mslib.train.engine import build_optimizer
+    from mslib.recipes.m2snet import build_m2snet, training_kwargs
+    from mslib.train.engine import fit
 
-    cfg = get_config("m2snet", profile, pretrained=False, batch_size=batch)
-    model = build_m2snet(cfg).train()
-    kw = training_kwargs(cfg)
-    opt = build_optimizer(model, cfg, m2snet_param_groups(model, cfg.backbone_lr, cfg.head_lr))
+    cfg = get_config("m2snet", profile, pretrained=False, batch_size=batch, epochs=1, steps_per_epoch=repeat + 1,
+                     multiscale_sizes=None)
+    model = build_m2snet(cfg)
     x, y = torch.rand(batch, 3, px, px), (torch.rand(batch, px, px) > 0.5).long()
-
-    def step():
-        loss, _ = kw["step_fn"](model, (x, y), kw["loss_fn"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    t = interleaved({"s": step}, repeat)["s"]
+    stamps = []
+    fit(model, [(x, y)], config=cfg, progress=False, step_hooks=[lambda ctx, logs: stamps.append(time.perf_counter())],
+        distributed=False, **training_kwargs(cfg))
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]   # the first step (warm-up) is not timed
+    t = statistics.median(steps)
     return [profile, batch, px, 1 / t, t]
 
 
@@ -206,7 +204,7 @@ def ablation_run(job: tuple) -> tuple:
 
     from mslib.configs import get_config
     from mslib.data import load_dataset
-    from mslib.models.m2snet import build_m2snet, m2snet_transforms, training_kwargs
+    from mslib.recipes.m2snet import build_m2snet, m2snet_transforms, training_kwargs
     from mslib.train.engine import evaluate, fit
     from mslib.utils import seed_everything
 

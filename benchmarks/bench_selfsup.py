@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128] [--seed 2024]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
+    .venv/bin/python -m benchmarks.bench_selfsup --engine-overhead [--size 257] [--n 3] [--rounds 2]
     (add --set key=value ... to override MSFormerConfig fields, e.g. --set lambdas=1,5,1.2)
 
 ``--time`` runs each size in a fresh subprocess on synthetic skin images and reports the mean
@@ -40,7 +41,7 @@ import torch
 from benchmarks.common import print_table
 from mslib.clustering import evaluate_clusters, kmeans_labels
 from mslib.configs import MSFormerConfig, get_config
-from mslib.train.selfsup import prepare_image, segment_images
+from mslib.recipes.msformer import prepare_image, segment_images
 
 DEFAULT_ISIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2016-crops"
 
@@ -188,11 +189,78 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
                              "paper profile (official code at 257 px: 148 s/image, 6.2 GB peak)")
 
 
+def _direct_loop(image, cfg, seed: int):
+    """The per-image loop written out by hand (what ``mslib.train.selfsup`` ran before it moved onto the
+    engine): the reference for :func:`run_engine_overhead`. Returns (labels, SGD steps)."""
+    from mslib.losses.scale_consistency import joint_loss
+    from mslib.recipes.msformer import build_model
+
+    x = prepare_image(image, cfg.image_size, cfg.standardize)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg, x.shape[1])
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    it = 0
+    while True:
+        last = it >= cfg.max_iters
+        with torch.set_grad_enabled(not last):
+            out = model(x, with_tokens=bool(cfg.lambdas[2]))
+            loss, _ = joint_loss(out, tuple(cfg.lambdas), cfg.inter_mode, cfg.inter_blocks, cfg.intra_reduction)
+        labels = out.logits.detach()[0].argmax(0)
+        if int(labels.unique().numel()) <= cfg.min_clusters or last:
+            return labels, it
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        it += 1
+
+
+def run_engine_overhead(size: int, n: int, rounds: int) -> str:
+    """Seconds per SGD step of the per-image optimisation on the engine (``segment_image``) and of the
+    same loop written by hand, interleaved in one process on the same images and seeds; the maps must agree."""
+    from mslib.data.synthetic import make_batch
+    from mslib.recipes.msformer import segment_image
+
+    cfg = dataclasses.replace(get_config("msformer", "paper"), image_size=size)
+    ims, _ = make_batch("skin", n, size, seed=7)
+    segment_image(ims[0][:32, :32], dataclasses.replace(cfg, image_size=32, max_iters=2))   # warm-up
+    t = {"engine": [0.0, 0], "direct": [0.0, 0]}
+    same = True
+    for r in range(rounds):
+        for i, im in enumerate(ims):
+            order = ("engine", "direct") if (r + i) % 2 == 0 else ("direct", "engine")
+            for kind in order:
+                t0 = time.perf_counter()
+                if kind == "engine":
+                    res = segment_image(im, cfg, seed=i)
+                    labels, steps = res.labels_work, res.iterations
+                else:
+                    labels, steps = _direct_loop(im, cfg, seed=i)
+                t[kind][0] += time.perf_counter() - t0
+                t[kind][1] += steps + 1                       # forward passes (the last has no update)
+                if kind == "engine":
+                    eng = labels
+                else:
+                    dirl = labels
+            same &= bool(torch.equal(eng, dirl))
+    per = {k: v[0] / v[1] for k, v in t.items()}
+    rows = [[size, k, f"{per[k]:.4f}", t[k][1]] for k in ("direct", "engine")]
+    rows.append([size, "engine / direct", f"{per['engine'] / per['direct']:.3f}", "maps identical" if same else
+                 "MAPS DIFFER"])
+    return print_table(rows, ["size px", "loop", "s / forward pass", "forward passes"],
+                       title=f"MS-Former per-image loop on the engine vs written by hand ({n} images x {rounds} "
+                             f"rounds, interleaved, {torch.get_num_threads()} threads)")
+
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", action="store_true")
     ap.add_argument("--eval", choices=["synthetic", "isic"])
     ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--engine-overhead", action="store_true",
+                    help="time the per-image loop on the engine against the same loop written by hand")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--profile", default="paper", choices=["quick", "paper"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 257])   # the quick and paper sizes
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
@@ -209,6 +277,8 @@ def main(argv=None) -> str:
     if args.time_cell:
         print(json.dumps(_time_cell(int(args.time_cell[0]), args.time_cell[1], overrides)))
         return ""
+    if args.engine_overhead:
+        return run_engine_overhead(args.size or 257, args.n or 3, args.rounds)
     if args.eval:
         cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
         if args.size:

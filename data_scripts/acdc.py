@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, check_counts, find_dir, to_uint8_image
+from .prepare import VerificationError, check_counts, find_dir, read_lines, to_uint8_image
 from .volume import label_to_uint8, nifti_stem, unit_to_uint8
 
 CLASSES = ["background", "right ventricle", "myocardium", "left ventricle"]
@@ -92,7 +92,7 @@ def _patients_in_order(names: Sequence[str]) -> list[str]:
 
 
 def _read_list(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return read_lines(path)
 
 
 def _h5(path: Path):

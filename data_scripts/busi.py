@@ -79,7 +79,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 4, seed
                 for stem, (img, mask_paths) in sorted(collect(base / cls).items()):
                     name = sample_name(stem)
                     mask = union_masks(mask_paths, reporter(w, name))
-                    w.add(name, load_image(img), mask)
+                    w.add(name, load_image(img, report=reporter(w, name)), mask)
                     w.meta["original_names"][name] = f"{cls}/{img.name}"
                     strata[name] = cls
             splits = {c: sorted(n for n, s in strata.items() if s == c) for c in CLASSES}

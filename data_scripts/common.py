@@ -7,11 +7,18 @@ and ends with ``if __name__ == "__main__": sys.exit(main())`` where
 ``main = make_main(INFO, prepare)``. The command line is the same for all of them::
 
     python -m data_scripts.<module> [--root DIR] [--raw FILE_OR_DIR ...] [--download]
-                                    [--cache DIR] [--allow-partial]
+                                    [--cache DIR] [--allow-partial] [--max-extract-gb GB]
+                                    [--max-ratio R]
+
+Safety: ``--root`` is replaced only when it is absent, empty, or a folder this project prepared
+(:func:`mslib.data.layout.check_replaceable`); ``--root`` equal to or inside a ``--raw`` folder,
+and a ``--raw`` inside ``--root``, are refused (:func:`check_root_and_raw`). Both checks run
+before anything is downloaded, unpacked or written. Errors print one line and exit 2.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import shutil
 import sys
 import tempfile
@@ -20,15 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
-from mslib.data.layout import PreparedWriter
+from mslib.data.layout import PreparedWriter, UnsafeRootError, check_replaceable
 from mslib.utils import data_dir
 
-from .archive import CorruptArchiveError, UnsafeArchiveError, is_archive, safe_extract
+from .archive import CorruptArchiveError, UnsafeArchiveError, extraction_limits, is_archive, safe_extract
 from .download import DownloadError, download, sha256_file
 from .prepare import VerificationError, check_counts, summarize_repairs, verify_files
 
 __all__ = ["RawFile", "DatasetInfo", "RawInputs", "ManualDownloadRequired", "open_raw", "prepared_writer",
-           "fetch", "make_main", "default_cache"]
+           "fetch", "make_main", "default_cache", "check_root_and_raw", "describe_os_error"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class RawInputs:
     checksums of the archives they came from."""
     paths: list[Path]
     checksums: dict[str, dict] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)  # what the user passed as --raw
 
     @property
     def dirs(self) -> list[Path]:
@@ -106,6 +114,10 @@ def open_raw(info: DatasetInfo, raw: str | Path | Sequence[str | Path]) -> Itera
             p = Path(item).expanduser()
             if not p.exists():
                 raise FileNotFoundError(f"--raw {p} does not exist; pass the dataset's archive or extracted folder")
+            out.sources.append(p)
+            if not (p.is_file() or p.is_dir()):
+                raise ValueError(f"--raw {p} is neither a file nor a folder (a device or FIFO); pass the dataset's "
+                                 "archive or extracted folder")
             if p.is_file() and is_archive(p):
                 digest = sha256_file(p)
                 spec = known.get(p.name)
@@ -131,6 +143,51 @@ def open_raw(info: DatasetInfo, raw: str | Path | Sequence[str | Path]) -> Itera
     finally:
         for t in tmpdirs:
             shutil.rmtree(t, ignore_errors=True)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_root_and_raw(root: str | Path, raws: Sequence[str | Path]) -> None:
+    """Refuse an output folder that would replace or contain the raw input: ``--root`` equal to or
+    inside a ``--raw`` folder, or a ``--raw`` file/folder inside ``--root``; then check that an
+    existing ``--root`` may be replaced (:func:`~mslib.data.layout.check_replaceable`). Reads only."""
+    r = Path(root).expanduser().resolve()
+    for raw in raws:
+        s = Path(raw).expanduser().resolve()
+        if r == s:
+            raise UnsafeRootError(f"--root {root} is the --raw input itself; preparing would replace the raw "
+                                  f"download. Choose another --root (e.g. {r.with_name(r.name + '-prepared')})")
+        if s.is_dir() and _inside(r, s):
+            raise UnsafeRootError(f"--root {root} lies inside the --raw folder {raw}; choose a --root outside it "
+                                  f"(e.g. {s.with_name(s.name + '-prepared')}) so the raw files stay untouched")
+        if _inside(s, r):
+            raise UnsafeRootError(f"--raw {raw} lies inside --root {root}, which preparing replaces; move the raw "
+                                  "files out of it, or choose another --root")
+    check_replaceable(Path(root).expanduser())
+
+
+_OS_FIX = {
+    errno.EACCES: "check the permissions, or choose another --root/--cache",
+    errno.EPERM: "check the permissions, or choose another --root/--cache",
+    errno.EROFS: "the file system is read-only: choose a --root/--cache on a writable disk",
+    errno.ENOSPC: "the disk is full: free space, or choose a --root/--cache on another disk",
+    errno.EDQUOT: "your disk quota is used up: free space, or choose a --root/--cache elsewhere",
+    errno.ENAMETOOLONG: "a file name is longer than the file system allows: choose a shorter --root, or "
+                        "extract the archive yourself with shorter names and pass the folder with --raw",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+    errno.EISDIR: "a folder stands where a file is expected: move it away or fix the path",
+    errno.ELOOP: "too many symbolic links: fix the path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an :class:`OSError`: what failed, on which path, and the fix."""
+    what = exc.strerror or str(exc)
+    path = exc.filename if exc.filename is not None else ""
+    fix = _OS_FIX.get(exc.errno or -1, "check the path and try again")
+    return f"{path}: {what}; {fix}" if path else f"{what}; {fix}"
 
 
 def fetch(info: DatasetInfo, cache: Path | None = None, timeout: float = 20.0, progress: bool = True,
@@ -164,7 +221,8 @@ def prepared_writer(info: DatasetInfo, root: str | Path | None, classes: list[st
     and raw checksums. After the body: counts are checked against ``expected`` (``"total"`` and split
     names), the written files are re-verified, and only then is the folder committed; the repair
     summary is printed."""
-    root = Path(root) if root is not None else data_dir() / info.name
+    root = Path(root).expanduser() if root is not None else data_dir() / info.name
+    check_root_and_raw(root, raw.sources)
     w = PreparedWriter(root, name=info.name, classes=classes, channels=channels)
     with w:
         w.meta.update(title=info.title, source=info.homepage, licence=info.licence, citation=info.citation,
@@ -204,23 +262,46 @@ def make_main(info: DatasetInfo, prepare: Callable[..., Path],
         parser.add_argument("--allow-partial", action="store_true",
                             help="prepare even when counts differ from the published dataset (prints a warning)")
         parser.add_argument("--timeout", type=float, default=20.0, help="network timeout in seconds")
+        parser.add_argument("--max-extract-gb", type=float, default=None,
+                            help="refuse archives that unpack to more than this many GB (default: "
+                                 "$MSLIB_EXTRACT_MAX_GB or 200)")
+        parser.add_argument("--max-ratio", type=float, default=None,
+                            help="refuse archives whose unpacked size exceeds this multiple of the archive's size "
+                                 "(default: $MSLIB_EXTRACT_MAX_RATIO or 200)")
         if add_arguments is not None:
             add_arguments(parser)
         args = parser.parse_args(argv)
         extra = {k: v for k, v in vars(args).items()
-                 if k not in ("root", "raw", "download", "cache", "allow_partial", "timeout")}
-        cache = args.cache or default_cache()
+                 if k not in ("root", "raw", "download", "cache", "allow_partial", "timeout", "max_extract_gb",
+                              "max_ratio")}
+        root = None
         try:
+            for name in ("max_extract_gb", "max_ratio"):
+                v = getattr(args, name)
+                if v is not None and not v > 0:
+                    raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+            cache = args.cache or default_cache()
+            root = args.root.expanduser() if args.root is not None else data_dir() / info.name
+            check_root_and_raw(root, args.raw or [])  # before any download, extraction or write
             raw = args.raw
             if raw is None:
                 raw = fetch(info, cache, timeout=args.timeout) if args.download else cached_files(info, cache)
                 if not raw:
                     raise ManualDownloadRequired(info.instructions(cache))
-            root = prepare(raw, args.root, allow_partial=args.allow_partial, **extra)
+            max_bytes = None if args.max_extract_gb is None else int(args.max_extract_gb * 1e9)
+            with extraction_limits(max_bytes=max_bytes, max_ratio=args.max_ratio):
+                root = prepare(raw, args.root, allow_partial=args.allow_partial, **extra)
         except (ManualDownloadRequired, DownloadError, VerificationError, UnsafeArchiveError,
-                CorruptArchiveError, FileNotFoundError, ValueError) as exc:
+                CorruptArchiveError, FileNotFoundError, UnsafeRootError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:
+            print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"interrupted: nothing was committed; {root or 'the output folder'} is as it was before "
+                  "(partial files were removed). Run the same command again to start over.", file=sys.stderr)
+            return 130
         print(f"done: {root}")
         return 0
 

@@ -62,7 +62,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 5, seed
                     name = sample_name(img.stem)
                     if name in strata:
                         raise VerificationError(f"{img}: sample name {name!r} is not unique")
-                    image = load_image(img)
+                    image = load_image(img, report=reporter(w, name))
                     if kind == "pos":
                         if img.stem not in masks:
                             raise VerificationError(f"{img}: positive image without {img.stem}_mask.jpg")

@@ -175,6 +175,15 @@ def download(urls: str | Sequence[str], dest: str | os.PathLike, sha256: str | N
     if not urls:
         raise ValueError(f"no URL for {dest}: this file must be downloaded by hand")
     dest = Path(dest)
+    for parent in dest.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DownloadError(f"cannot download into {dest.parent}: {parent} is a file, not a folder; pass "
+                                    "--cache FOLDER (or move the file away)")
+            break
+    if dest.is_dir():
+        raise DownloadError(f"{dest} is a folder, but the download {dest.name} goes there; move the folder away "
+                            "or pass another --cache")
     dest.parent.mkdir(parents=True, exist_ok=True)
     hint = manual_hint or (f"download it with a browser from {urls[0]} and put it at {dest} "
                            "(or pass it with --raw)")

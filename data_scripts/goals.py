@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, find_dir, load_image, pair_files, seeded_split
+from .prepare import VerificationError, find_dir, load_array, load_image, pair_files, reporter, seeded_split
 
 CODES = {255: 0, 0: 1, 80: 2, 160: 3}
 EXPECTED = {"total": 100, "train": 80, "val": 20}
@@ -69,8 +68,8 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                              allow_partial, mask_coding={str(k): v for k, v in CODES.items()},
                              split_note="train/val 80/20 drawn with random.Random(0)") as w:
             for stem, (img, msk) in sorted(pairs.items()):
-                with Image.open(msk) as m:
-                    w.add(stem, load_image(img, channels=1), decode_layers(np.asarray(m), msk))
+                w.add(stem, load_image(img, channels=1, report=reporter(w, stem)),
+                      decode_layers(load_array(msk, reporter(w, stem)), msk))
             n_val = max(1, round(len(w.names) * 0.2))
             w.set_splits({"all": sorted(w.names), **seeded_split(w.names, {"val": n_val, "train": 0}, seed=0)})
     return w.root

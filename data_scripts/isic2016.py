@@ -51,7 +51,7 @@ def isic_pairs(dirs: Sequence[Path], data: str, truth: str) -> dict[str, tuple[P
 def add_part(w, pairs: dict[str, tuple[Path, Path]]) -> list[str]:
     names = []
     for name, (img, msk) in sorted(pairs.items()):
-        w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
+        w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
         names.append(name)
     return names
 

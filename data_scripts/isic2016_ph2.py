@@ -40,7 +40,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                              split_note="PDCR Table I: ISIC 2016 official training set / PH2 all 200") as w:
             train_names = isic2016.add_part(w, train)
             for name, img, msk in test:
-                w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
+                w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
             w.set_splits(add_validation({"train": train_names, "test": [n for n, _, _ in test]}))
     return w.root
 

@@ -43,7 +43,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
         with prepared_writer(INFO, root, ["background", "polyp"], 3, inputs, EXPECTED, allow_partial,
                              split_note="train_full/test 880/120 drawn with random.Random(0) over sorted names; val = 10% of train_full") as w:
             for name, (img, msk) in sorted(pairs.items()):
-                w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
+                w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
             n_test = max(1, round(len(w.names) * 0.12))
             w.set_splits({"all": sorted(w.names),
                           **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))})

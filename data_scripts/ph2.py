@@ -61,7 +61,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     with open_raw(INFO, raw) as inputs:
         with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial) as w:
             for name, img, msk in iter_pairs(inputs.dirs):
-                w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
+                w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
             w.set_splits({"all": list(w.names), "test": list(w.names)})
     return w.root
 

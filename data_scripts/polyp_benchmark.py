@@ -71,7 +71,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                 key = "train" if subset == "train" else f"test_{subset}"
                 for stem, (img, msk) in sorted(pair_files(idir, mdir).items()):
                     name = f"{subset}__{stem}"
-                    w.add(name, load_image(img), load_binary_mask(msk, reporter(w, name)))
+                    w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
                     splits.setdefault(key, []).append(name)
             splits["test"] = [n for k, v in splits.items() if k.startswith("test_") for n in v]
             w.set_splits(add_validation(splits))

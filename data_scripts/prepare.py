@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from mslib.data.layout import IMAGES, MASKS, PreparedWriter
+from mslib.data.layout import IMAGES, MASKS, PreparedWriter, read_text_lines
 
 __all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
            "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
-           "window", "Reporter", "reporter", "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
+           "window", "Reporter", "reporter", "load_array", "apply_exif_orientation", "read_lines", "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
 
 #: Share of the paper's training set held out as ``val`` where the paper defines no validation set.
 VAL_FRACTION = 0.1
@@ -45,18 +45,48 @@ def _noop(_: str) -> None:
 def load_image(path: str | Path, channels: int = 3, report: Reporter = _noop) -> np.ndarray:
     """Read an image file as uint8 HxWx3 (``channels=3``) or HxW (``channels=1``).
 
-    16-bit and float images are rescaled min..max to 0..255 and the rescaling is reported.
+    16-bit and float images are rescaled min..max to 0..255 and the rescaling is reported. The EXIF
+    orientation is applied (:func:`apply_exif_orientation`). Lossy conversions are reported: CMYK
+    (and other colour spaces) to RGB, a transparent alpha channel dropped, a colour image made
+    grayscale for a 1-channel dataset. A multi-frame file (animated GIF/PNG, multi-page TIFF) is
+    an error: only its first frame would be read.
     """
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise VerificationError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
+                                        "but one picture is expected; save the frame you mean as its own file")
             im.load()
+            im = apply_exif_orientation(im, report)
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 report(f"{im.mode} image rescaled min..max to uint8")
                 arr = to_uint8_image(np.asarray(im))
                 return arr if channels == 1 else np.repeat(arr[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB" if channels == 3 else "L"))
-    except (OSError, SyntaxError) as exc:
+            want = "RGB" if channels == 3 else "L"
+            if im.mode in ("RGBA", "LA", "PA") and im.getchannel("A").getextrema()[0] < 255:
+                report(f"{im.mode} image: transparent alpha channel dropped")
+            elif im.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "PA"):
+                report(f"{im.mode} image converted to {want}")
+            arr = np.asarray(im.convert(want))
+            if channels == 1 and im.mode in ("RGB", "RGBA", "P", "PA"):
+                rgb = np.asarray(im.convert("RGB"))
+                if not (rgb == rgb[..., :1]).all():
+                    report("colour image converted to grayscale (ITU-R 601 luma)")
+            return arr
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, VerificationError):
+            raise
         raise VerificationError(f"cannot read image {path}: {exc}; the file is damaged, re-extract the archive") from exc
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Non-blank lines of a raw text file (list files of ACDC, Synapse ...) as UTF-8; an error naming
+    the file and the fix when it is not UTF-8."""
+    try:
+        return read_text_lines(path)
+    except ValueError as exc:
+        raise VerificationError(str(exc)) from None
 
 
 def to_uint8_image(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -104,13 +134,39 @@ def binarize(arr: np.ndarray, report: Reporter = _noop) -> np.ndarray:
 
 def load_binary_mask(path: str | Path, report: Reporter = _noop) -> np.ndarray:
     """Read a mask file (1-bit, 8-bit, RGB, JPEG) as uint8 0/1 (see :func:`binarize`)."""
+    return binarize(load_array(path, report, "mask"), report)
+
+
+def load_array(path: str | Path, report: Reporter = _noop, what: str = "mask") -> np.ndarray:
+    """A file's pixels as they are stored (mode kept), turned upright by its EXIF orientation."""
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise VerificationError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
+                                        f"but one {what} is expected; save the frame you mean as its own file")
             im.load()
-            arr = np.asarray(im)
-    except (OSError, SyntaxError) as exc:
-        raise VerificationError(f"cannot read mask {path}: {exc}; the file is damaged, re-extract the archive") from exc
-    return binarize(arr, report)
+            return np.asarray(apply_exif_orientation(im, report))
+    except VerificationError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise VerificationError(f"cannot read {what} {path}: {exc}; the file is damaged, re-extract the archive") from exc
+
+
+def apply_exif_orientation(im: Image.Image, report: Reporter = _noop) -> Image.Image:
+    """The one orientation convention of mslib: images *and* masks are turned as image viewers show
+    them (:func:`PIL.ImageOps.exif_transpose`), since masks are drawn on the displayed image. A file
+    whose EXIF orientation is not 1 is rotated/flipped and the repair is reported
+    (``"EXIF orientation 6 applied (turned as viewers show it)"``)."""
+    try:
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError):  # a damaged EXIF block: nothing to apply
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        out = ImageOps.exif_transpose(im)
+        report(f"EXIF orientation {orientation} applied (turned as viewers show it)")
+        return out
+    return im
 
 
 def union_masks(paths: Sequence[str | Path], report: Reporter = _noop) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
-from .prepare import VerificationError, add_validation, check_counts, find_dir
+from .prepare import VerificationError, add_validation, check_counts, find_dir, read_lines
 from .volume import label_to_uint8, unit_to_uint8
 
 CLASSES = ["background", "aorta", "gallbladder", "left kidney", "right kidney", "liver", "pancreas", "spleen",
@@ -52,7 +52,7 @@ INFO = DatasetInfo(
 
 
 def _read_list(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return read_lines(path)
 
 
 def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:

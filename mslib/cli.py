@@ -5,71 +5,30 @@ per GPU, or Gloo processes on a CPU). Everything a run needs comes from the meth
 config (``mslib.configs.get_config(model, profile)``) plus the few flags that override it.
 
 Adding a model is one line in :data:`MODELS`: ``name -> "module:function"`` (imported only
-when used) or a callable, with the signature ``build(config, in_channels, out_channels)``
-returning either an ``nn.Module`` or a :class:`Recipe` (the model plus extra keyword
-arguments for :func:`mslib.train.engine.fit`: ``loss_fn``, ``param_groups``, ``step_fn``,
-``batch_transform``). ``out_channels`` is 1 for a binary dataset (sigmoid) and the number of
-classes otherwise. The name must also be a config registered in :mod:`mslib.configs`.
+when used) or a callable, with the signature ``recipe(config, in_channels, out_channels)``
+returning a :class:`mslib.recipes.Recipe` (the model, the keyword arguments of
+:func:`mslib.train.fit` -- ``loss_fn``, ``param_groups``, ``step_fn``, ``batch_transform`` --
+and the transforms) or a bare ``nn.Module``. ``out_channels`` is 1 for a binary dataset
+(sigmoid) and the number of classes otherwise. The name must also be a config registered in
+:mod:`mslib.configs`. Recipes live in :mod:`mslib.recipes`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from torch import nn
+from mslib.configs import PROFILES, available_methods, get_config
 
-from mslib.configs import PROFILES, TrainConfig, available_methods, get_config
+__all__ = ["MODELS", "main", "build_parser"]
 
-__all__ = ["MODELS", "Recipe", "build_unet", "main", "default_loss", "build_parser"]
-
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-@dataclass
-class Recipe:
-    """A model plus the extra keyword arguments ``fit`` needs for it (loss_fn, param_groups, step_fn, ...)."""
-
-    model: nn.Module
-    fit_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def default_loss(config: TrainConfig, out_channels: int) -> Callable:
-    """``config.loss`` ("dice_bce", "dice_ce", "bce", "ce"), or Dice+BCE (binary) / Dice+CE (multi-class)."""
-    import torch.nn.functional as F
-
-    from mslib.losses.dice import dice_bce, dice_ce
-
-    name = getattr(config, "loss", None) or ("dice_bce" if out_channels == 1 else "dice_ce")
-    if out_channels == 1 and name in ("dice_ce", "ce"):
-        name = "dice_bce" if name == "dice_ce" else "bce"
-    if out_channels > 1 and name in ("dice_bce", "bce"):
-        name = "dice_ce" if name == "dice_bce" else "ce"
-    losses = {"dice_bce": dice_bce, "dice_ce": dice_ce,
-              "bce": lambda lg, m: F.binary_cross_entropy_with_logits(lg[:, 0].float(), m.float()),
-              "ce": lambda lg, m: F.cross_entropy(lg.float(), m.long())}
-    if name not in losses:
-        raise ValueError(f"config.loss={name!r}; valid losses are {', '.join(map(repr, losses))}")
-    return losses[name]
-
-
-def build_unet(config: TrainConfig, in_channels: int, out_channels: int) -> Recipe:
-    """The UNet baseline of chapter 2 (:class:`mslib.models.unet.UNet`) with its config's loss."""
-    from mslib.models.unet import UNet
-
-    model = UNet(in_channels=in_channels, num_classes=out_channels, base_channels=config.base_channels,
-                 depth=config.depth, norm=config.norm, dropout=config.dropout)
-    return Recipe(model, {"loss_fn": default_loss(config, out_channels)})
-
-
-#: name -> builder ("module:function" or a callable ``(config, in_channels, out_channels) -> nn.Module | Recipe``)
+#: name -> recipe ("module:function" imported when used, or a callable ``(config, in_channels, out_channels)
+#: -> Recipe | nn.Module``); the name must also be a config registered in :mod:`mslib.configs`.
 MODELS: dict[str, str | Callable[..., Any]] = {
-    "unet": build_unet,
-    "m2snet": "mslib.models.m2snet:cli_recipe",   # MSNet / M2SNet (chapter 6); binary data only
+    "unet": "mslib.recipes.unet:recipe",
+    "m2snet": "mslib.recipes.m2snet:recipe",   # MSNet / M2SNet (chapter 6); binary data only
 }
 
 
@@ -78,23 +37,6 @@ def _resolve(entry: str | Callable) -> Callable:
         return entry
     module, _, attr = entry.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def _transforms(config: TrainConfig, train: bool):
-    from mslib.data import build_transforms
-
-    norm = getattr(config, "normalize", None)
-    if norm in (None, "none", False):
-        normalize = None
-    elif norm == "imagenet":
-        normalize = IMAGENET
-    else:
-        normalize = norm
-    kw: dict[str, Any] = {"normalize": normalize}
-    if train:
-        kw.update(hflip=getattr(config, "hflip", 0.5), vflip=getattr(config, "vflip", 0.0),
-                  rotation=getattr(config, "rotation", 0.0))
-    return build_transforms(train, config.image_size, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +71,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from torch.utils.data import DataLoader
 
     from mslib.data import load_dataset
+    from mslib.recipes import Recipe, config_transforms, default_loss
     from mslib.train import distributed as D
     from mslib.train.engine import evaluate, fit
     from mslib.utils import get_device, seed_worker
@@ -155,9 +98,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not D.is_main():
             D.barrier()  # rank 0 generates / validates the dataset first
         try:
-            train_ds = load_dataset(args.data, "train", _transforms(config, True), **data_kw)
-            val_ds = load_dataset(args.data, "val", _transforms(config, False), **data_kw)
-            test_ds = load_dataset(args.data, "test", _transforms(config, False), **data_kw) if args.test else None
+            train_ds = load_dataset(args.data, "train", **data_kw)
         finally:
             if D.is_main():
                 D.barrier()
@@ -166,6 +107,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         recipe = built if isinstance(built, Recipe) else Recipe(built)
         fit_kwargs = dict(recipe.fit_kwargs)
         fit_kwargs.setdefault("loss_fn", default_loss(config, out_channels))
+        transforms = recipe.transforms or (lambda train: config_transforms(config, train))
+        train_ds.transform = transforms(True)
+        val_ds = load_dataset(args.data, "val", transforms(False), **data_kw)
+        test_ds = load_dataset(args.data, "test", transforms(False), **data_kw) if args.test else None
 
         gen = torch.Generator().manual_seed(config.seed)
         loader_kw = dict(batch_size=config.batch_size, num_workers=config.num_workers, worker_init_fn=seed_worker,

@@ -20,31 +20,24 @@ from scipy import ndimage
 from scipy.cluster.vq import kmeans2
 
 from mslib import metrics
+from mslib.utils import image_to_tensor
 
-__all__ = ["kmeans_labels", "best_overlap_cluster", "legacy_gt_crop", "evaluate_clusters", "cluster_count"]
+__all__ = ["kmeans_labels", "best_overlap_cluster", "legacy_gt_crop", "evaluate_clusters"]
 
 
 def _pixels(image) -> tuple[np.ndarray, tuple[int, int]]:
-    """``(N, C)`` float64 pixel features from an (H, W), (H, W, C) array or a (C, H, W) tensor."""
-    if isinstance(image, torch.Tensor):
-        arr = image.detach().cpu().numpy()
-        if arr.ndim == 3:  # torch images are channels-first
-            arr = np.moveaxis(arr, 0, -1)
-    else:
-        arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise ValueError(f"image must be (H, W), (H, W, C) or a (C, H, W) tensor, got shape {arr.shape}")
-    h, w, c = arr.shape
-    return arr.reshape(h * w, c).astype(np.float64), (h, w)
+    """``(N, C)`` float64 pixel features of an image (:func:`mslib.utils.image_to_tensor`: uint8 / 255)."""
+    x = image_to_tensor(image)
+    c, h, w = x.shape
+    return x.permute(1, 2, 0).reshape(h * w, c).double().cpu().numpy(), (h, w)
 
 
 def kmeans_labels(image, k: int = 3, seed: int = 0, iters: int = 20) -> torch.Tensor:
     """k-means on pixel colours (MS-Former Table 1 baseline): an ``(H, W)`` int64 map of cluster ids.
 
-    ``image``: ``(H, W)`` / ``(H, W, C)`` array (uint8 or float) or a ``(C, H, W)`` tensor.
-    ``scipy.cluster.vq.kmeans2`` with k-means++ initialisation and a seeded generator, so
+    ``image``: ``(H, W)`` / ``(H, W, C)`` array (uint8 or float) or a ``(C, H, W)`` tensor
+    (:func:`mslib.utils.image_to_tensor`). ``scipy.cluster.vq.kmeans2`` with k-means++ initialisation
+    and a seeded generator, so
     the same seed gives the same map.
     """
     if not isinstance(k, int) or k < 1:
@@ -56,18 +49,6 @@ def kmeans_labels(image, k: int = 3, seed: int = 0, iters: int = 20) -> torch.Te
     return torch.from_numpy(labels.astype(np.int64)).view(h, w)
 
 
-def _as_bool(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    if t.dtype.is_floating_point:
-        return t > 0.5
-    return t != 0
-
-
-def cluster_count(labels) -> int:
-    """Number of distinct cluster ids in a map."""
-    return int(torch.as_tensor(labels).unique().numel())
-
-
 def best_overlap_cluster(labels, gt, legacy_exclude_zero: bool = False) -> tuple[torch.Tensor, int]:
     """The foreground of the paper's protocol: the cluster with the most pixels inside the ground truth.
 
@@ -77,9 +58,10 @@ def best_overlap_cluster(labels, gt, legacy_exclude_zero: bool = False) -> tuple
     ``legacy_exclude_zero=True`` reproduces the official code, which can never choose 0.
     """
     lab = torch.as_tensor(labels)
-    g = _as_bool(gt, "gt")
+    g = metrics.binarize_target(gt)
     if lab.shape != g.shape or lab.dim() != 2:
-        raise ValueError(f"best_overlap_cluster: labels {tuple(lab.shape)} and gt {tuple(g.shape)} must be the same (H, W)")
+        raise ValueError(f"best_overlap_cluster: labels {tuple(lab.shape)} and gt {tuple(g.shape)} "
+                         "must be the same (H, W)")
     if lab.dtype.is_floating_point or lab.dtype == torch.bool:
         raise ValueError("best_overlap_cluster: labels must be integer cluster ids (e.g. logits.argmax(0))")
     lab = lab.long()
@@ -101,25 +83,29 @@ def legacy_gt_crop(pred, gt, kernel: int = 7, iterations: int = 2) -> torch.Tens
     ``iterations * (kernel // 2)`` pixels from the lesion, so it can only remove false
     positives. Use only to compare with published numbers. ``(H, W)`` masks in, bool out.
     """
-    p, g = _as_bool(pred, "pred"), _as_bool(gt, "gt")
+    p, g = metrics.binarize_target(pred), metrics.binarize_target(gt)
     if p.shape != g.shape:
         raise ValueError(f"legacy_gt_crop: pred {tuple(p.shape)} and gt {tuple(g.shape)} differ")
     dil = ndimage.binary_dilation(g.cpu().numpy(), structure=np.ones((kernel, kernel), bool), iterations=iterations)
     return p & torch.from_numpy(dil).to(p.device)
 
 
-def evaluate_clusters(labels, gt, legacy_gt_crop_eval: bool = False, legacy_exclude_zero: bool = False) -> dict[str, torch.Tensor]:
+def evaluate_clusters(labels, gt, legacy_gt_crop_eval: bool = False,
+                      legacy_exclude_zero: bool = False) -> dict[str, torch.Tensor]:
     """Paper's protocol on one map or a batch: best-overlap cluster, then DSC, HM, XOR per image.
 
     ``labels`` ``(H, W)`` or ``(B, H, W)`` cluster ids, ``gt`` the same shape. Returns
     ``{"dsc", "hm", "xor", "cluster"}`` tensors of shape ``(B,)`` (fractions; ×100 for
     MS-Former Table 1). ``legacy_gt_crop_eval=True`` applies :func:`legacy_gt_crop` to the chosen cluster.
+    An image with an empty ground truth gets an empty prediction and NaN scores (undefined,
+    ``ignore_empty`` of :mod:`mslib.metrics`; :func:`mslib.metrics.summarize` skips them).
     """
-    lab, g = torch.as_tensor(labels), _as_bool(gt, "gt")
+    lab, g = torch.as_tensor(labels), metrics.binarize_target(gt)
     if lab.dim() == 2:
         lab, g = lab[None], g[None]
     if lab.shape != g.shape or lab.dim() != 3:
-        raise ValueError(f"evaluate_clusters: labels {tuple(lab.shape)} and gt {tuple(g.shape)} must both be (H, W) or (B, H, W)")
+        raise ValueError(f"evaluate_clusters: labels {tuple(lab.shape)} and gt {tuple(g.shape)} "
+                         "must both be (H, W) or (B, H, W)")
     preds, ids = [], []
     for li, gi in zip(lab, g):
         m, cid = best_overlap_cluster(li, gi, legacy_exclude_zero)

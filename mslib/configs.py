@@ -16,7 +16,8 @@ from typing import Callable
 PROFILES = ("quick", "paper")
 _REGISTRY: dict[str, type] = {}
 
-__all__ = ["PROFILES", "TrainConfig", "register", "get_config", "available_methods"]
+__all__ = ["PROFILES", "TrainConfig", "M2SNetConfig", "MSFormerConfig", "UNetConfig", "register", "get_config",
+           "available_methods", "check_profile", "unused_fields"]
 
 
 def register(name: str) -> Callable[[type], type]:
@@ -53,7 +54,34 @@ def get_config(method: str, profile: str = "quick", **overrides):
     bad = sorted(set(overrides) - names)
     if bad:
         raise ValueError(f"unknown config field(s) {bad} for {method!r}; valid fields: {sorted(names)}")
-    return dataclasses.replace(cfg, **overrides)
+    cfg = dataclasses.replace(cfg, **overrides)
+    unused = unused_fields(cfg)
+    ignored = {k: unused[k] for k in overrides if k in unused}
+    if ignored:
+        why = "; ".join(f"{k}: {reason}" for k, reason in ignored.items())
+        raise ValueError(f"override(s) that this {method!r} config would ignore: {why}")
+    return cfg
+
+
+def unused_fields(cfg) -> dict[str, str]:
+    """Fields of ``cfg`` that its other settings make irrelevant, with the reason (an override of one is an error).
+
+    A config may add its own rules with a method ``_unused_fields() -> dict``.
+    """
+    out: dict[str, str] = {}
+    if isinstance(cfg, TrainConfig):
+        if cfg.optimizer != "sgd":
+            out["momentum"] = out["nesterov"] = f"only optimizer='sgd' uses it (optimizer is {cfg.optimizer!r})"
+        if cfg.schedule != "poly":
+            out["poly_power"] = f"only schedule='poly' uses it (schedule is {cfg.schedule!r})"
+        if cfg.schedule == "constant":
+            out["min_lr_ratio"] = "schedule='constant' never decays"
+        if not cfg.amp:
+            out["amp_dtype"] = "amp is False"
+    extra = getattr(cfg, "_unused_fields", None)
+    if callable(extra):
+        out.update(extra())
+    return out
 
 
 @dataclass
@@ -77,7 +105,8 @@ class TrainConfig:
     amp: bool = True                  # autocast on the model's device type: fp16 + GradScaler on CUDA
     amp_dtype: str | None = None      # None: fp16 on CUDA, off on CPU/MPS; "bfloat16"/"float16" force autocast (also on CPU)
     num_workers: int = 0
-    seed: int = 0
+    seed: int | None = 0              # None: fit leaves every RNG as it finds it
+    steps_per_epoch: int | None = None  # iteration-based training: an "epoch" is this many steps (loaders cycle)
     extra: dict = field(default_factory=dict)
 
 
@@ -89,28 +118,23 @@ class TrainConfig:
 class M2SNetConfig(TrainConfig):
     """MSNet / M2SNet (Zhao et al.): model, loss (Eq. 4) and training recipe (Sec. IV-C).
 
-    Build with :func:`mslib.models.m2snet.build_m2snet`; ``mslib.models.m2snet.training_kwargs(cfg)``
-    gives ``fit`` its loss, step function, the two learning-rate groups and multi-scale resizing.
+    :mod:`mslib.recipes.m2snet` builds the model, the loss, the two learning-rate groups and
+    multi-scale resizing from it. ``lr`` is the rate of everything but the backbone; the
+    Res2Net backbone trains at ``lr * backbone_lr_ratio``.
 
     ``paper``: Res2Net-50 v1b with ImageNet weights, 352 x 352 input, multi-scale training (a random
     size per batch from {224, 256, 288, 320, 352}), horizontal flip and rotation, SGD (momentum
-    0.9, weight decay 5e-4), learning rate 0.005 for the backbone and 0.05 for the rest
-    (really two groups; the official grouping silently puts everything at 0.05, which
-    ``legacy_lr_groups=True`` reproduces), warm-up then
-    linear decay, batch 16, 50 epochs (polyps; 200 COVID-19 CT, 100 breast ultrasound and OCT).
-    The paper gives no warm-up length; we warm up for half of training, which is the official
-    code's triangular schedule (peak in the middle epoch) applied per step.
-
-    ``lossnet_weight`` (lambda of L_f in Eq. 4): 1 in ``paper``, the paper's Eq. 4 (paper semantics,
-    DESIGN.md); the official code uses 0.1 (set ``lossnet_weight=0.1`` to compare). Offline, with
-    random VGG weights (``lossnet_pretrained="auto"``), L_f is about 0.1 for a random prediction,
-    an order of magnitude below the structure loss (about 1.4), almost all of it from relu1_2.
+    0.9, weight decay 5e-4), learning rate 0.05 with the backbone at 0.005 (ratio 0.1; the
+    official grouping silently puts everything at 0.05, which ``legacy_lr_groups=True``
+    reproduces), warm-up then linear decay, batch 16, 50 epochs (polyps; 200 COVID-19 CT, 100
+    breast ultrasound and OCT). The paper gives no warm-up length; we warm up for half of
+    training, the official code's triangular schedule (peak in the middle epoch) applied per step.
+    ``lossnet_weight`` (lambda of L_f in Eq. 4): 1, the paper's Eq. 4; the official code uses 0.1.
 
     ``quick``: synthetic polyps at 96 px, a narrow shallow Res2Net (``backbone_width=0.25``, one
-    block per stage), ``channels=32``, no ImageNet weights, AdamW at 2e-3 for both groups, 6 epochs
-    (about 150 steps, about a minute on one CPU core), and LossNet *off* (``lossnet_weight=0``):
-    its VGG-16 costs 4-5x the narrow model per step at 96 px. To include it in a quick run use
-    ``lossnet_weight=1, lossnet_resize=48`` (about 1.2x the model's cost).
+    block per stage), ``channels=32``, no ImageNet weights, AdamW at 2e-3 for both groups, 6
+    epochs, LossNet off (its VGG-16 costs several times the narrow model per step at 96 px;
+    chapter 6 measures it).
     """
 
     # model (mslib.models.m2snet.M2SNet)
@@ -129,29 +153,37 @@ class M2SNetConfig(TrainConfig):
     lossnet_pretrained: object = "auto"
     lossnet_resize: int | None = None  # official: 224
     legacy_bce: bool = False           # official unweighted BCE (reduce='none' bug)
-    # optimisation: two parameter groups (Sec. IV-C)
-    backbone_lr: float = 0.005
-    head_lr: float = 0.05
-    legacy_lr_groups: bool = False     # official: the backbone group is empty, everything trains at head_lr
+    # optimisation: two parameter groups (Sec. IV-C): the head at lr, the backbone at lr * backbone_lr_ratio
+    backbone_lr_ratio: float = 0.1
+    legacy_lr_groups: bool = False     # official: the backbone group is empty, everything trains at lr
     # data
     multiscale_sizes: tuple | None = (224, 256, 288, 320, 352)
     hflip: float = 0.5
     rotation: float = 10.0             # degrees, uniform in [-rotation, rotation] (official loader)
     normalize: str = "imagenet"        # ImageNet mean/std (the backbone's)
 
+    def _unused_fields(self) -> dict[str, str]:
+        out = {}
+        if self.legacy_lr_groups:
+            out["backbone_lr_ratio"] = "legacy_lr_groups=True trains the backbone at lr too"
+        if self.lossnet_weight == 0:
+            for k in ("lossnet_pretrained", "lossnet_resize"):
+                out[k] = "lossnet_weight is 0 (LossNet off)"
+        return out
+
     @classmethod
     def paper(cls) -> "M2SNetConfig":
         return cls(profile="paper", epochs=50, batch_size=16, image_size=352, optimizer="sgd", lr=0.05,
                    momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="linear", warmup_epochs=25.0,
                    amp=True, pretrained="auto", lossnet_pretrained="auto", lossnet_weight=1.0,
-                   backbone_lr=0.005, head_lr=0.05, multiscale_sizes=(224, 256, 288, 320, 352))
+                   backbone_lr_ratio=0.1, multiscale_sizes=(224, 256, 288, 320, 352))
 
     @classmethod
     def quick(cls) -> "M2SNetConfig":
         return cls(profile="quick", epochs=6, batch_size=8, image_size=96, optimizer="adamw", lr=2e-3,
                    weight_decay=1e-4, schedule="cosine", warmup_epochs=0.5, channels=32, pretrained=False,
                    backbone_width=0.25, backbone_layers=(1, 1, 1, 1), lossnet_pretrained="auto",
-                   lossnet_weight=0.0, backbone_lr=2e-3, head_lr=2e-3, multiscale_sizes=None, rotation=10.0)
+                   lossnet_weight=0.0, backbone_lr_ratio=1.0, multiscale_sizes=None, rotation=10.0)
 
 
 @register("msformer")
@@ -167,31 +199,14 @@ class MSFormerConfig:
     n_clusters 100 (maximum), stop at 3 distinct clusters, 257 px input.
 
     Four defaults are not the published run, all within the paper's method (the paper fixes
-    neither K nor the Mix-FFN width) and all chosen on synthetic skin images (tuning set
-    ``make_batch("skin", 20, 128, seed=123)``, checked on ``seed=2024``; see
-    ``benchmarks/bench_selfsup.py`` and book chapter 9), because with the published setting the
-    chosen cluster merges the lesion with hair, vignette or skin and the method is *below*
-    k-means under the honest protocol (DSC 60.5 vs 64.9 at 128 px):
+    neither K nor the Mix-FFN width): ``out_norm=True`` (the score map is ``softmax(BN(z))``,
+    the ``BN(z)`` that Eq. 7 already puts on the output), ``lambdas=(1, 2, 0.3)`` (lambda3 inside
+    the (0, 2) range of the paper's grid search), ``n_clusters=10`` and ``mlp_ratio=2``. Why, and
+    how they compare with the published setting (``MSFormerConfig.PUBLISHED``) on synthetic and
+    real images: book chapter 9 and the Benchmarks page.
 
-    * ``out_norm=True``: the score map is ``S = softmax(BN(z))``, the ``BN(z)`` that Eq. 7 already
-      puts on the output (as Kim and Kanezaki's self-training clustering does). Without it one
-      cluster's logit grows for every pixel and the argmax collapses onto a few merged clusters.
-    * ``lambdas=(1, 2, 0.3)``: lambda3 (intra-scale) at 0.3 instead of 1.2, inside the (0, 2)
-      range of the paper's grid search. The intra-scale term pulls neighbouring clusters
-      together (its stated purpose, Sec. 2.4) and at 1.2 it merges the lesion with the skin.
-    * ``n_clusters=10`` (official: 100) and ``mlp_ratio=2`` (official: 4): at 128 px they score as
-      well as K = 100 with ratio 4 on synthetic images (DSC 76.1 and 77.9 vs 77.0 and 77.0 on the
-      two sets), better on the ISIC crops (68.4 vs 63.0), end with fewer clusters (6 vs 15-17,
-      closer to k-means' 3) and halve the time per SGD step at 257 px (0.27 vs 0.48 s on 2 cores)
-      and its memory. At 64 px they are 6 points below K = 100 (72.5 vs 78.7, k-means 70.0), so
-      the quick profile works at 128 px (chapter 9 takes 60-80 s on 2 cores instead of 35 s).
-
-    The published setting is ``out_norm=False, lambdas=(1, 2, 1.2), n_clusters=100,
-    mlp_ratio=4`` (``MSFormerConfig.PUBLISHED``). It is the better one on the team's 20 real
-    ISIC 2016 *centre crops* (DSC 74.3 vs 68.4 for these defaults, k-means 70.3 at 128 px),
-    where the lesion fills about three quarters of the image and merging pays; on synthetic
-    images, whose lesions cover 4-46 % of the image as in full dermoscopy images (PH2: about a
-    quarter), it loses to k-means. Chapter 9 shows both; no setting tried wins clearly on both.
+    These values are the one source of the MS-Former defaults: :class:`mslib.models.MSFormer`
+    and :func:`mslib.losses.joint_loss` use the same ones (a test checks that they agree).
     """
 
     profile: str = "quick"
@@ -274,3 +289,95 @@ class UNetConfig(TrainConfig):
         return cls(profile="paper", epochs=50, batch_size=16, image_size=352, optimizer="adam", lr=1e-4,
                    weight_decay=0.0, schedule="cosine", warmup_epochs=1.0, amp=True, base_channels=64, depth=4,
                    synthetic_n=1000, hflip=0.5, vflip=0.0, rotation=10.0)
+
+
+@register("mcsc")
+@dataclass
+class MCSCConfig:
+    """MCSC (Liu et al., BMVC 2023): cross teaching of a CNN (SSL4MIS UNet) and a Transformer
+    (Swin-UNet) with the multi-scale balanced contrastive loss; semi-supervised, by iteration.
+
+    ``paper`` is the official run (``train_acdc_unet_semi_seg.sh``, ``train_MCSC_2D_256_28.py``;
+    notes §4): ACDC at 224 px, 7 labelled cases, batch 2 labelled + 2 unlabelled, 40,000
+    iterations; AdamW (weight decay 5e-4) with three groups: UNet + its classifier at ``lr``
+    (5e-4, poly 0.9 per iteration), Swin-UNet at ``lr / 5`` with a linear warm-up of about 1,972
+    iterations (max_epoch / 20 epochs) then poly, projectors at 5e-4 (poly); CE + Dice supervised,
+    cross pseudo supervision weighted 0.1 exp(-5 (1 - t/200)^2), t = iteration // 150; contrastive
+    weight 0.001 on full resolution and 1/8 ("256 + 28", Tab. A2), temperature 0.1, labelled-only
+    contrast before iteration 3000; validation every 200 iterations after 1,000. The official
+    contrast tiles 19/14-px blocks (``cl_sampling="official"``); here ``"anchors"`` (4,096
+    sampled pixels per scale) is the default, which covers the whole image.
+
+    ``CTS_PAPER`` holds the CTS baseline's values (SGD 0.01, momentum 0.9, weight decay 1e-4,
+    poly 0.9, batch 8 + 8, 30,000 iterations, no contrast):
+    ``dataclasses.replace(get_config("mcsc", "paper"), **MCSCConfig.CTS_PAPER)``.
+
+    ``quick``: synthetic cardiac volumes (20 cases of 8 slices, 64 px; 14 training cases of which
+    the first ``labelled_cases`` are labelled), batch 4 + 4, 150 iterations, the same optimiser
+    groups at higher rates, contrast from iteration 50, 1,024 sampled pixels per scale.
+    """
+
+    profile: str = "quick"
+    image_size: int = 224
+    num_classes: int = 4
+    labelled_cases: int = 7
+    labeled_bs: int = 2
+    unlabeled_bs: int = 2
+    max_iterations: int = 40_000
+    # optimisation (three groups)
+    optimizer: str = "adamw"             # "adamw" (MCSC) | "sgd" (CTS)
+    lr: float = 5e-4                     # UNet + classifier
+    momentum: float = 0.9                # SGD only
+    weight_decay: float = 5e-4
+    tra_lr_factor: float = 0.2           # Swin-UNet at lr / 5
+    tra_warmup_iters: int = 1972         # linear warm-up of the Swin-UNet's lr (max_epoch / 20 epochs)
+    proj_lr: float = 5e-4
+    poly_power: float = 0.9
+    amp: bool = True
+    # models
+    unet_upsampling: str = "bilinear"    # what the official code runs (1,813,764 parameters)
+    swin_pretrained: bool | str = "auto"
+    swin_drop_path: float = 0.2
+    # cross teaching
+    cps_weight: float = 0.1
+    cps_rampup: float = 200.0
+    cps_iters_per_step: int = 150
+    # contrast (weight 0 turns it off: CTS)
+    cl_weight: float = 0.001
+    cl_scales: tuple[int, ...] = (1, 8)  # down-sampling factors: 1 = 224 px, 8 = 28 px (Tab. A2's best)
+    cl_start_iteration: int = 3000
+    temperature: float = 0.1
+    proj_hidden: int = 256
+    proj_dim: int = 128
+    cl_sampling: str = "anchors"         # "all" | "anchors" | "blocks" | "official"
+    cl_max_samples: int = 4096
+    cl_block: int = 16                   # "blocks"; "official" uses 19 px at 224 and 14 px at 28
+    balanced: bool = True
+    discard_background: bool = True
+    cross_labels: bool = True
+    legacy_label_order: bool = False
+    # validation / test
+    val_every: int = 200
+    val_after: int = 1000
+    test_size: int | None = None         # official: 256 (slices tested at 256 after training at 224)
+    hd95_in_mm: bool = True              # False: voxel units, as the official script
+    legacy_metrics: bool = False         # official empty-mask conventions (HD95 0 for an empty prediction)
+    # data
+    synthetic_cases: int = 20
+    synthetic_slices: int = 8
+    seed: int = 0
+
+    CTS_PAPER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "tra_lr_factor": 1.0,
+                 "tra_warmup_iters": 0, "labeled_bs": 8, "unlabeled_bs": 8, "max_iterations": 30_000,
+                 "cl_weight": 0.0}
+
+    @classmethod
+    def quick(cls) -> "MCSCConfig":
+        return cls(profile="quick", image_size=64, labelled_cases=3, labeled_bs=4, unlabeled_bs=4,
+                   max_iterations=150, lr=2e-3, tra_lr_factor=0.5, tra_warmup_iters=20, proj_lr=1e-3,
+                   swin_drop_path=0.0, cps_rampup=150.0, cps_iters_per_step=1, cl_weight=0.01, cl_start_iteration=50,
+                   cl_max_samples=1024, cl_block=8, val_every=50, val_after=0, swin_pretrained=False)
+
+    @classmethod
+    def paper(cls) -> "MCSCConfig":
+        return cls(profile="paper")

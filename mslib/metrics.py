@@ -5,7 +5,7 @@ All metrics take a prediction and a ground truth of the same shape, either one i
 ``(B, D, H, W)``), as torch tensors or numpy arrays, and return **one value per image**:
 a float32 tensor of shape ``(B,)`` (``(1,)`` for a single image) on the device of
 ``pred``. They never average over the batch; the caller does (:func:`summarize`,
-:class:`MetricTracker`). Inputs are detached; metrics carry no gradient.
+:class:`MetricTracker`, :func:`nan_sum_count`). Inputs are detached; metrics carry no gradient.
 
 Inputs
 ------
@@ -16,43 +16,55 @@ Inputs
 * Multi-class (overlap and distance metrics): pass ``num_classes=K`` and integer label
   maps (``pred = logits.argmax(1)``). The result is ``(B, K)`` with
   ``include_background=True`` or ``(B, K - 1)`` for classes ``1..K-1`` (the default);
-  ``reduction="mean"`` averages over the classes to ``(B,)``. Every class is scored
+  ``reduction="mean"`` averages over the classes to ``(B,)``, skipping NaN (absent) classes. Every class is scored
   one-vs-rest.
 * Saliency metrics (:func:`mae`, :func:`s_measure`, :func:`e_measure`,
   :func:`weighted_f_measure`) take float probabilities in [0, 1], binary ``gt``, 2-D only.
   They follow the conventions of the MATLAB toolbox of Fan et al. as re-implemented in
   ``pysodmetrics`` (import name ``py_sod_metrics``) and agree with it to 1e-6 (tested on
-  random maps and edge cases). The difference in calling convention: ``pysodmetrics``' ``step(pred, gt)`` takes uint8 images
+  random maps and edge cases). The difference in calling convention: ``pysodmetrics``'
+  ``step(pred, gt)`` takes uint8 images
   in 0-255, divides ``pred`` by 255, min-max normalises it per image (MATLAB
   ``mapminmax``) and binarises ``gt > 128``. Here ``pred`` is used as given unless
   ``minmax=True`` (which reproduces that normalisation: ``metric(p8 / 255, g8 > 128,
   minmax=True)`` equals ``step(p8, g8)``).
 
 Empty masks (per image, per class). ``A`` = predicted foreground, ``G`` = ground truth.
-Every value is finite except the documented ``inf`` cases; no NaN is produced unless a
-caller asks for it (``empty_value=math.nan``).
+
+``ignore_empty=True`` (default, as MONAI): a class absent from *both* ``A`` and ``G`` is
+undefined, NaN, for every overlap metric (dice ... accuracy) and for hausdorff/hd95;
+``reduction="mean"`` averages the classes with ``nanmean`` and :func:`summarize`,
+:class:`MetricTracker` and the training engine skip NaN (:func:`nan_sum_count`). So a
+multi-class Dice is the mean over the classes that occur, never inflated by a perfect 1 for
+an absent class. ``ignore_empty=False`` restores the rules of the table's last column for
+that case. Every other value is finite except the documented ``inf`` cases.
 
 ==================  ======================  ========================================
 metric              case                    value
 ==================  ======================  ========================================
-dice, iou           A and G empty           1 (perfect agreement)
-hammoude_distance   A and G empty           0
-precision           A empty                 1 if G is empty too, else 0
-recall              G empty                 1 if A is empty too, else 0
+all overlap, HD     A and G empty           NaN (``ignore_empty=False``: see below)
+dice, iou           A and G empty           1 with ``ignore_empty=False``
+hammoude_distance   A and G empty           0 with ``ignore_empty=False``
+precision           A empty                 1 if G is empty too (idem), else 0
+recall              G empty                 1 if A is empty too (idem), else 0
 specificity         G covers the image      1 if A covers it too, else 0
-xor_error           G empty                 0 if A is empty too, else ``inf``
-hausdorff, hd95     A and G empty           0
+xor_error           G empty                 0 if A is empty too (idem), else ``inf``
+accuracy            A and G empty           1 with ``ignore_empty=False``
+hausdorff, hd95     A and G empty           0 with ``ignore_empty=False``
 hausdorff, hd95     exactly one empty       ``empty_value`` (default ``inf``)
 s_measure           G empty / G full        ``1 - mean(pred)`` / ``mean(pred)``
 e_measure           G empty / G full        #pred. background / #pred. foreground, / (N-1)
 weighted_f_measure  G empty                 0
 ==================  ======================  ========================================
 
-``zero_division=v`` on the overlap metrics replaces the whole 0/0 rule by ``v`` (e.g.
-``dice(..., zero_division=0.0)`` for protocols that score an empty prediction 0 even
-on an empty target). The MCSC official test (SSL4MIS-style, medpy) scores an empty
-prediction as HD95 0: ``hd95(..., empty_value=0.0)``. With ``reduction="mean"`` an
+``zero_division=v`` on the overlap metrics replaces the remaining 0/0 rule by ``v`` (e.g.
+``dice(..., ignore_empty=False, zero_division=0.0)`` for protocols that score an empty
+prediction 0 even on an empty target). The MCSC official test (SSL4MIS-style, medpy) scores
+an empty prediction as HD95 0: ``hd95(..., empty_value=0.0)``. With ``reduction="mean"`` an
 ``inf`` class value makes the class mean ``inf``.
+
+Binarising a ground truth (``(B, 1, H, W)`` or ``(B, H, W)``, 0/1 or probabilities) is
+:func:`binarize_target`, the one helper the engine and recipes use too.
 
 The M2SNet official evaluation scores Dice on the *soft* prediction:
 ``dice(pred, gt, soft=True, minmax=True)``.
@@ -62,7 +74,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,6 +97,8 @@ __all__ = [
     "weighted_f_measure",
     "hausdorff",
     "hd95",
+    "binarize_target",
+    "nan_sum_count",
     "summarize",
     "MetricTracker",
 ]
@@ -153,6 +167,20 @@ def _binarize(x: torch.Tensor, name: str, threshold: float) -> torch.Tensor:
     return x.bool()
 
 
+def binarize_target(masks, threshold: float = 0.5) -> torch.Tensor:
+    """A binary ground truth as a bool ``(B, H, W)`` (or ``(H, W)``, ``(B, D, H, W)``) mask.
+
+    The one binarisation of targets used by the metrics, the training engine and the recipes:
+    a channel axis of size 1 (``(B, 1, H, W)``) is dropped; bool is kept; an integer mask must
+    be 0/1; a float mask must lie in [0, 1] and is foreground where ``> threshold``. Other
+    values raise an error that names the fix (label maps: pass ``num_classes``).
+    """
+    x = _as_tensor(masks, "masks")
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    return _binarize(x, "masks", threshold)
+
+
 def _probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.dtype == torch.bool or not x.is_floating_point():
         x = _binarize(x, name, 0.5).to(torch.float32)
@@ -203,7 +231,7 @@ def _finish(values: torch.Tensor, binary: bool, reduction: str) -> torch.Tensor:
     if binary:
         values = values[:, 0]
     elif reduction == "mean":
-        values = values.mean(dim=1)
+        values = values.nanmean(dim=1)  # NaN (absent class, ignore_empty) skipped; all NaN -> NaN
     return values.to(torch.float32)
 
 
@@ -252,6 +280,116 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), x)
 
 
+def _xor_when_zero(fp: torch.Tensor, zero_division: float | None):
+    if zero_division is not None:
+        return float(zero_division)
+    return torch.where(fp > 0, torch.full_like(fp, math.inf), torch.zeros_like(fp))
+
+
+#: name -> (value from the confusion counts ``(tp, fp, fn, tn, zero_division)``, docstring head).
+_OVERLAP = {
+    "dice": (
+        lambda tp, fp, fn, tn, zd: _ratio(2 * tp, 2 * tp + fp + fn, _zero_rule(zd, 1.0)),
+        "Dice similarity coefficient (= F1), ``DSC = 2|A∩G| / (|A| + |G|)`` (MS-Former Sec. 4.2).",
+        "1",
+    ),
+    "iou": (
+        lambda tp, fp, fn, tn, zd: _ratio(tp, tp + fp + fn, _zero_rule(zd, 1.0)),
+        "Intersection over union (Jaccard index) ``|A∩G| / |A∪G|``.",
+        "1",
+    ),
+    "hammoude_distance": (
+        lambda tp, fp, fn, tn, zd: _ratio(fp + fn, tp + fp + fn, _zero_rule(zd, 0.0)),
+        "Hammoude distance ``HM = (|A∪G| - |A∩G|) / |A∪G| = 1 - IoU`` (MS-Former Sec. 4.2).\n\n"
+        "    In [0, 1], lower is better; equals ``2(1 - D)/(2 - D)`` for Dice ``D``.",
+        "0",
+    ),
+    "xor_error": (
+        lambda tp, fp, fn, tn, zd: _ratio(fp + fn, tp + fn, _xor_when_zero(fp, zd)),
+        "XOR error ``(|A∪G| - |A∩G|) / |G|`` (MS-Former Sec. 4.2), ``G`` the ground truth.\n\n"
+        "    Unbounded (> 1 when the prediction is larger than the target), lower is better. With\n"
+        "    ``G`` empty and ``A`` not: ``inf`` (``zero_division`` overrides).",
+        "0",
+    ),
+    "precision": (
+        lambda tp, fp, fn, tn, zd: _ratio(tp, tp + fp, _zero_rule(zd, (fn == 0).to(tp.dtype))),
+        "Precision ``TP / (TP + FP)``; an empty prediction on a non-empty ``G`` scores 0.",
+        "1",
+    ),
+    "recall": (
+        lambda tp, fp, fn, tn, zd: _ratio(tp, tp + fn, _zero_rule(zd, (fp == 0).to(tp.dtype))),
+        "Recall (sensitivity) ``TP / (TP + FN)``; an empty ``G`` with a non-empty prediction scores 0.",
+        "1",
+    ),
+    "specificity": (
+        lambda tp, fp, fn, tn, zd: _ratio(tn, tn + fp, _zero_rule(zd, (fn == 0).to(tp.dtype))),
+        "Specificity ``TN / (TN + FP)`` (recall of the background).\n\n"
+        "    When ``G`` covers the whole image (no negatives): 1 if ``A`` covers it too, else 0.",
+        "1",
+    ),
+    "accuracy": (
+        lambda tp, fp, fn, tn, zd: (tp + tn) / (tp + fp + fn + tn),
+        "Pixel accuracy ``(TP + TN) / N`` (PDCR \"AC\"). Multi-class: per class, one-vs-rest\n"
+        "    (never 0/0, so ``zero_division`` has no effect).",
+        "1",
+    ),
+}
+
+_OVERLAP_DOC = """{head}
+
+    ``A = pred > threshold`` (binary) or ``pred == c`` (``num_classes``, one-vs-rest per class
+    ``c``; see the module docstring), ``G`` the ground truth.
+
+    Empty masks: with ``ignore_empty=True`` (default, as MONAI) an image (or class) absent
+    from both ``A`` and ``G`` is NaN -- undefined, not a perfect score -- and
+    ``reduction="mean"`` / :func:`summarize` skip it. ``ignore_empty=False`` scores that case
+    {both_empty} (the rule before ``ignore_empty``). ``zero_division=v`` replaces the
+    remaining 0/0 rule by ``v`` (with ``ignore_empty=False``, also the both-empty case).
+
+    Returns ``(B,)`` for binary input, ``(B, C)`` (or ``(B,)`` with ``reduction="mean"``,
+    the NaN-skipping mean over classes) for multi-class, float32.
+    """
+
+
+def _overlap_metric(name: str):
+    """One overlap metric of :data:`_OVERLAP`: the shared signature and body, its own formula."""
+    value_fn, head, both_empty = _OVERLAP[name]
+
+    def metric(
+        pred,
+        gt,
+        *,
+        threshold: float = 0.5,
+        num_classes: int | None = None,
+        include_background: bool = False,
+        reduction: str = "none",
+        zero_division: float | None = None,
+        ignore_empty: bool = True,
+        spatial_dims: int = 2,
+    ) -> torch.Tensor:
+        tp, fp, fn, tn = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
+        value = value_fn(tp, fp, fn, tn, zero_division)
+        if ignore_empty:
+            value = torch.where(tp + fp + fn == 0, torch.full_like(value, math.nan), value)
+        return _finish(value, num_classes is None, reduction)
+
+    metric.__name__ = metric.__qualname__ = name
+    metric.__doc__ = _OVERLAP_DOC.format(head=head, both_empty=both_empty)
+    return metric
+
+
+_hard_dice = _overlap_metric("dice")
+iou = _overlap_metric("iou")
+jaccard = iou
+hammoude_distance = _overlap_metric("hammoude_distance")
+xor_error = _overlap_metric("xor_error")
+precision = _overlap_metric("precision")
+recall = _overlap_metric("recall")
+sensitivity = recall
+specificity = _overlap_metric("specificity")
+accuracy = _overlap_metric("accuracy")
+
+
 def dice(
     pred,
     gt,
@@ -261,24 +399,11 @@ def dice(
     include_background: bool = False,
     reduction: str = "none",
     zero_division: float | None = None,
+    ignore_empty: bool = True,
     soft: bool = False,
     minmax: bool = False,
     spatial_dims: int = 2,
 ) -> torch.Tensor:
-    """Dice similarity coefficient (= F1), ``DSC = 2|A∩G| / (|A| + |G|)`` (MS-Former Sec. 4.2).
-
-    Default: binary Dice with ``A = pred > threshold``; both masks empty gives 1
-    (``zero_division`` overrides). Multi-class with ``num_classes`` (see module docstring).
-
-    ``soft=True`` reproduces the M2SNet official evaluation (M2SNet Tables I-II, "mDice";
-    notes: ``test_score.py``): no threshold, ``(2 Σ p g + 1e-5) / (Σ g + Σ p + 1e-5)`` on
-    the probabilities ``p``, with ``gt`` binarised at 0.5. Add ``minmax=True`` to min-max
-    normalise ``p`` per image first, as the official code does; a constant map has no range
-    and is left unchanged (as MATLAB/pysodmetrics ``mapminmax``), so a constant 0.5 map
-    scores ``|G| / (|G| + 0.5 N)``. ``soft`` is binary only.
-
-    Returns ``(B,)``, or ``(B, C)`` / ``(B,)`` for multi-class, float32.
-    """
     if soft:
         if num_classes is not None:
             raise ValueError("dice(soft=True) is binary only: drop num_classes or soft")
@@ -292,150 +417,21 @@ def dice(
         return value.to(torch.float32)
     if minmax:
         raise ValueError("dice(minmax=True) applies to the soft Dice only: also pass soft=True")
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(2 * tp, 2 * tp + fp + fn, _zero_rule(zero_division, 1.0))
-    return _finish(value, num_classes is None, reduction)
+    return _hard_dice(pred, gt, threshold=threshold, num_classes=num_classes, include_background=include_background,
+                      reduction=reduction, zero_division=zero_division, ignore_empty=ignore_empty,
+                      spatial_dims=spatial_dims)
 
 
-def iou(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Intersection over union (Jaccard index) ``|A∩G| / |A∪G|``; both empty gives 1.
+dice.__doc__ = _hard_dice.__doc__.rstrip() + """
 
-    M2SNet Tables I-IV "mIoU"/"Jaccard", PDCR "JA". Returns ``(B,)`` or ``(B, C)``.
+    ``soft=True`` reproduces the M2SNet official evaluation (M2SNet Tables I-II, "mDice";
+    notes: ``test_score.py``): no threshold, ``(2 Σ p g + 1e-5) / (Σ g + Σ p + 1e-5)`` on
+    the probabilities ``p``, with ``gt`` binarised at 0.5 (the smoothing makes it defined on
+    empty masks, so ``ignore_empty`` does not apply). Add ``minmax=True`` to min-max
+    normalise ``p`` per image first, as the official code does; a constant map has no range
+    and is left unchanged (as MATLAB/pysodmetrics ``mapminmax``), so a constant 0.5 map
+    scores ``|G| / (|G| + 0.5 N)``. ``soft`` is binary only.
     """
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(tp, tp + fp + fn, _zero_rule(zero_division, 1.0))
-    return _finish(value, num_classes is None, reduction)
-
-
-jaccard = iou
-
-
-def hammoude_distance(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Hammoude distance ``HM = (|A∪G| - |A∩G|) / |A∪G| = 1 - IoU`` (MS-Former Sec. 4.2).
-
-    In [0, 1], lower is better; equals ``2(1 - D)/(2 - D)`` for Dice ``D``. Both empty gives 0.
-    """
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(fp + fn, tp + fp + fn, _zero_rule(zero_division, 0.0))
-    return _finish(value, num_classes is None, reduction)
-
-
-def xor_error(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """XOR error ``(|A∪G| - |A∩G|) / |G|`` (MS-Former Sec. 4.2), ``G`` the ground truth.
-
-    Unbounded (> 1 when the prediction is larger than the target), lower is better. With
-    ``G`` empty: 0 when ``A`` is empty too, else ``inf`` (``zero_division`` overrides both).
-    """
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    if zero_division is None:
-        when_zero = torch.where(fp > 0, torch.full_like(fp, math.inf), torch.zeros_like(fp))
-    else:
-        when_zero = float(zero_division)
-    value = _ratio(fp + fn, tp + fn, when_zero)
-    return _finish(value, num_classes is None, reduction)
-
-
-def precision(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Precision ``TP / (TP + FP)``; with an empty prediction 1 if ``G`` is empty too, else 0."""
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(tp, tp + fp, _zero_rule(zero_division, (fn == 0).to(tp.dtype)))
-    return _finish(value, num_classes is None, reduction)
-
-
-def recall(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Recall (sensitivity) ``TP / (TP + FN)``; with an empty ``G`` 1 if ``A`` is empty too, else 0."""
-    tp, fp, fn, _ = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(tp, tp + fn, _zero_rule(zero_division, (fp == 0).to(tp.dtype)))
-    return _finish(value, num_classes is None, reduction)
-
-
-sensitivity = recall
-
-
-def specificity(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    zero_division: float | None = None,
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Specificity ``TN / (TN + FP)`` (recall of the background).
-
-    When ``G`` covers the whole image (no negatives): 1 if ``A`` covers it too, else 0.
-    """
-    tp, fp, fn, tn = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = _ratio(tn, tn + fp, _zero_rule(zero_division, (fn == 0).to(tp.dtype)))
-    return _finish(value, num_classes is None, reduction)
-
-
-def accuracy(
-    pred,
-    gt,
-    *,
-    threshold: float = 0.5,
-    num_classes: int | None = None,
-    include_background: bool = False,
-    reduction: str = "none",
-    spatial_dims: int = 2,
-) -> torch.Tensor:
-    """Pixel accuracy ``(TP + TN) / N`` (PDCR "AC"). Multi-class: per class, one-vs-rest."""
-    tp, fp, fn, tn = _counts(pred, gt, threshold, num_classes, include_background, spatial_dims, reduction)
-    value = (tp + tn) / (tp + fp + fn + tn)
-    return _finish(value, num_classes is None, reduction)
 
 
 # ----------------------------------------------------------------------------- saliency
@@ -685,6 +681,7 @@ def hausdorff(
     spacing: float | Sequence[float] | None = None,
     connectivity: int = 1,
     empty_value: float = math.inf,
+    ignore_empty: bool = True,
     threshold: float = 0.5,
     num_classes: int | None = None,
     include_background: bool = False,
@@ -699,8 +696,10 @@ def hausdorff(
     (pixels by default; ``spacing`` is per spatial axis, e.g. mm). With ``percentile=q`` <
     100 the result is the q-th percentile (linear interpolation) of the *union* of both
     directed surface-distance sets (medpy ``hd95``; not the max of two directed
-    percentiles). Both masks empty gives 0; exactly one empty gives ``empty_value``
-    (default ``inf``; MCSC's official test uses 0).
+    percentiles). Both masks empty (a class absent from both) is NaN with
+    ``ignore_empty=True`` (default, as MONAI; skipped by ``reduction="mean"`` and
+    :func:`summarize`) and 0 with ``ignore_empty=False``; exactly one empty gives
+    ``empty_value`` (default ``inf``; MCSC's official test uses 0).
 
     Computed per image with scipy on the CPU. Returns ``(B,)`` or ``(B, C)``.
     """
@@ -718,7 +717,7 @@ def hausdorff(
         ai, gi = a[i], g[i]
         has_a, has_g = ai.any(), gi.any()
         if not has_a and not has_g:
-            out[i] = 0.0
+            out[i] = math.nan if ignore_empty else 0.0
         elif not (has_a and has_g):
             out[i] = empty_value
         else:
@@ -736,6 +735,7 @@ def hd95(
     spacing: float | Sequence[float] | None = None,
     connectivity: int = 1,
     empty_value: float = math.inf,
+    ignore_empty: bool = True,
     threshold: float = 0.5,
     num_classes: int | None = None,
     include_background: bool = False,
@@ -754,6 +754,7 @@ def hd95(
         spacing=spacing,
         connectivity=connectivity,
         empty_value=empty_value,
+        ignore_empty=ignore_empty,
         threshold=threshold,
         num_classes=num_classes,
         include_background=include_background,
@@ -765,23 +766,49 @@ def hd95(
 # ----------------------------------------------------------------------------- summaries
 
 
+def nan_sum_count(values) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum, count)`` of the defined per-image values of one metric, both float64 0-d tensors.
+
+    The one aggregation rule of mslib, used by :func:`summarize`, :class:`MetricTracker` and
+    the training engine's validation (which adds the sums and counts of every batch and, under
+    DDP, of every process before dividing): a ``(B, C)`` value is first averaged over its
+    classes per image (NaN classes skipped, as ``reduction="mean"``); then NaN images (absent
+    from prediction and ground truth, ``ignore_empty``) are left out. ``inf`` is kept, so an
+    ``inf`` value makes the mean ``inf``.
+    """
+    v = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    v = v.detach().to("cpu", torch.float64)
+    if v.ndim == 0:
+        v = v.reshape(1)
+    if v.ndim == 2:
+        v = v.nanmean(dim=1)
+    elif v.ndim != 1:
+        raise ValueError(f"metric values must be per image, (B,) or (B, C), got shape {tuple(v.shape)}")
+    ok = ~torch.isnan(v)
+    return v[ok].sum(), ok.sum().to(torch.float64)
+
+
 def summarize(metrics: Mapping[str, torch.Tensor | np.ndarray | Sequence[float]]) -> dict[str, float]:
     """Mean of each metric's per-image values: ``{"dice": tensor(B,), ...} -> {"dice": 0.83, ...}``.
 
-    A ``(B, C)`` multi-class value is averaged over images and classes (the mean of the
-    per-class means). Non-finite values (``inf`` from an empty mask, NaN from a user
-    ``empty_value``) are kept in the mean, never dropped, and a warning names the metric.
+    NaN values (undefined: a class absent from both masks, ``ignore_empty``) are skipped, as
+    in the engine (both go through :func:`nan_sum_count`); a ``(B, C)`` value is averaged over
+    its classes per image first. ``inf`` values are kept (the mean is then ``inf``) and a
+    warning names the metric; a metric with no defined value gives NaN and a warning.
     """
     out = {}
     for name, values in metrics.items():
         v = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
-        v = v.detach().to("cpu", torch.float64)
         if v.numel() == 0:
             raise ValueError(f"metric {name!r} has no values to summarize")
-        bad = int((~torch.isfinite(v)).sum())
-        if bad:
-            warnings.warn(f"metric {name!r}: {bad} of {v.numel()} values are not finite", stacklevel=2)
-        out[name] = float(v.mean())
+        total, count = nan_sum_count(v)
+        if bool(torch.isinf(total)):
+            warnings.warn(f"metric {name!r}: some values are infinite, so is the mean", stacklevel=2)
+        if count == 0:
+            warnings.warn(f"metric {name!r}: every value is NaN (undefined), the mean is NaN", stacklevel=2)
+            out[name] = math.nan
+        else:
+            out[name] = float(total / count)
     return out
 
 

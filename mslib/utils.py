@@ -6,6 +6,7 @@ parses it back from an executed notebook.
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -18,7 +19,8 @@ import torch
 
 RECORD_MIME = "application/vnd.mslib.record+json"
 
-__all__ = ["get_device", "seed_everything", "seed_worker", "record", "read_records", "to_jsonable", "data_dir", "RECORD_MIME"]
+__all__ = ["get_device", "seed_everything", "seed_worker", "record", "read_records", "to_jsonable", "data_dir", "RECORD_MIME",
+           "count_parameters", "image_to_tensor", "optional_import"]
 
 
 def get_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -102,8 +104,11 @@ def record(name: str, value: Any) -> None:
     """Record a result of the running notebook so that a test can read it back.
 
     The value (a number, string, list or dict; tensors and NumPy values are converted) is
-    displayed as ``{name: value}`` under the MIME type ``application/vnd.mslib.record+json``
-    with a short text fallback. Returns nothing, so that a call ending a cell prints no echo.
+    displayed as ``{name: value}`` under the MIME type ``application/vnd.mslib.record+json``,
+    quietly: the only other representation is an empty, hidden HTML element, so Jupyter, Colab
+    and the HTML book (which skips this MIME type, see _config.yml) show the reader nothing,
+    while :func:`read_records` reads the value back from the executed notebook. Returns
+    nothing, so that a call ending a cell prints no echo.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("record(name, value): name must be a non-empty string")
@@ -114,7 +119,8 @@ def record(name: str, value: Any) -> None:
         from IPython.display import display
 
         if get_ipython() is not None:
-            display({RECORD_MIME: {name: payload}, "text/plain": f"recorded {name} = {payload!r}"}, raw=True)
+            display({RECORD_MIME: {name: payload}, "text/html": f'<span hidden class="mslib-record">{html.escape(name)}</span>'},
+                    raw=True)
     except ImportError:  # pragma: no cover - IPython is optional outside notebooks
         pass
 
@@ -136,5 +142,63 @@ def read_records(notebook: str | os.PathLike | dict) -> dict[str, Any]:
 
 
 def data_dir() -> Path:
-    """The data root: ``$MSLIB_DATA_DIR`` or ``~/.cache/mslib``."""
-    return Path(os.environ.get("MSLIB_DATA_DIR") or Path.home() / ".cache" / "mslib").expanduser()
+    """The data root: ``$MSLIB_DATA_DIR`` or ``~/.cache/mslib``.
+
+    Raises ``NotADirectoryError`` naming the variable and the fix when the path (or a folder above
+    it) exists but is a file; a missing folder is fine (it is created when something is written).
+    """
+    env = os.environ.get("MSLIB_DATA_DIR")
+    path = Path(env or Path.home() / ".cache" / "mslib").expanduser()
+    what = f"MSLIB_DATA_DIR={env}" if env else f"the default data folder {path}"
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise NotADirectoryError(
+                    f"{what}: {p} is {'a broken link' if not p.exists() else 'a file'}, not a folder; point "
+                    "MSLIB_DATA_DIR at a folder (e.g. export MSLIB_DATA_DIR=~/mslib-data), or move the file away")
+            break
+    return path
+
+
+def count_parameters(model, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of an ``nn.Module``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """An image as a float32 ``(C, H, W)`` tensor: the one image -> tensor conversion of mslib.
+
+    Accepts an ``(H, W)`` / ``(H, W, C)`` array (numpy or PIL; uint8 is divided by 255, other
+    dtypes are kept as they are) or an ``(H, W)`` / ``(C, H, W)`` tensor (kept as it is,
+    detached). Arrays are copied (PIL gives read-only arrays).
+    """
+    if isinstance(image, torch.Tensor):
+        x = image.detach()
+        if x.dim() == 2:
+            x = x[None]
+        if x.dim() != 3:
+            raise ValueError(f"image tensor must be (C, H, W) or (H, W), got {tuple(image.shape)}")
+        return x.float()
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"image array must be (H, W) or (H, W, C), got shape {arr.shape}")
+    x = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float()
+    return x / 255.0 if arr.dtype == np.uint8 else x
+
+
+def optional_import(module: str, extra: str, purpose: str):
+    """``importlib.import_module(module)``, or an ImportError naming the pip extra that installs it.
+
+    For dependencies that a block user does not need (``h5py``/``nibabel``: extra ``data``;
+    ``matplotlib``/``ipywidgets``: extra ``viz``), e.g.
+    ``nib = optional_import("nibabel", "data", "reading NIfTI volumes")``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{purpose} needs {module}, which is not installed: pip install 'mslib[{extra}]' "
+                          f"(or pip install {module})") from exc

@@ -8,13 +8,28 @@ ipywidgets is not installed (the built HTML book shows the static version).
 """
 from __future__ import annotations
 
+import inspect
+import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["PALETTE", "to_numpy_image", "colorize", "overlay", "show_samples", "feature_grid",
-           "plot_history", "interactive"]
+           "plot_history", "interactive", "static_widgets"]
+
+STATIC_ENV = "MSLIB_STATIC_WIDGETS"
+
+
+def _pyplot():
+    """``matplotlib.pyplot``, or an ImportError that says how to install it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("mslib.viz draws with matplotlib, which is not installed: "
+                          "pip install 'mslib[viz]' (or pip install matplotlib)") from exc
+    return plt
+
 
 # background transparent; then distinguishable colours (RV, myocardium, LV ... in cardiac)
 PALETTE = np.array([
@@ -61,7 +76,7 @@ def colorize(mask) -> np.ndarray:
 def overlay(image, mask=None, pred=None, alpha: float = 0.45, ax=None, title: str | None = None):
     """Draw ``image`` with the ground-truth ``mask`` filled in colour and the prediction ``pred``
     as a contour (white), so both are visible at once. Returns the axis."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     if ax is None:
         _, ax = plt.subplots(figsize=(3, 3))
@@ -86,7 +101,7 @@ def overlay(image, mask=None, pred=None, alpha: float = 0.45, ax=None, title: st
 def show_samples(images: Sequence, masks: Sequence | None = None, preds: Sequence | None = None,
                  titles: Sequence[str] | None = None, ncols: int = 4, size: float = 2.4):
     """A grid of overlays (one panel per sample). Returns the figure."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     n = len(images)
     if n == 0:
@@ -107,7 +122,7 @@ def show_samples(images: Sequence, masks: Sequence | None = None, preds: Sequenc
 def feature_grid(features, n: int = 16, ncols: int = 8, size: float = 1.4, title: str | None = None,
                  cmap: str = "viridis"):
     """Show the first ``n`` channels of a (C,H,W) (or (1,C,H,W)) feature map, each min-max scaled."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     f = features.detach().cpu().float() if isinstance(features, torch.Tensor) else torch.as_tensor(features).float()
     if f.ndim == 4:
@@ -134,7 +149,7 @@ def feature_grid(features, n: int = 16, ncols: int = 8, size: float = 1.4, title
 def plot_history(records: Sequence[Mapping] | object, keys: Sequence[str] | None = None, x: str = "epoch",
                  ax=None, title: str | None = None):
     """Training curves from a list of dicts (or an object with ``.records``, e.g. a History)."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     recs = list(getattr(records, "records", records))
     if not recs:
@@ -156,21 +171,50 @@ def plot_history(records: Sequence[Mapping] | object, keys: Sequence[str] | None
     return ax
 
 
-def interactive(fn: Callable, **controls):
-    """``ipywidgets.interact(fn, **controls)`` when ipywidgets is available; otherwise call
-    ``fn`` once with each control's initial value (a static picture for the HTML book)."""
+def static_widgets() -> bool:
+    """True when widgets must be drawn as static pictures: ``$MSLIB_STATIC_WIDGETS`` is set to
+    ``1``/``true`` (the book's executions) or ipywidgets is not installed."""
+    if os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
     try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def _initial(fn: Callable, name: str, control):
+    """The value ``ipywidgets.interact`` would start ``name`` at: the function's default when it
+    has one, else the first item of a list, the middle of a ``(min, max[, step])`` range, or the
+    value itself."""
+    try:
+        default = inspect.signature(fn).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        default = inspect.Parameter.empty
+    if default is not inspect.Parameter.empty:
+        return default
+    if isinstance(control, list):
+        return control[0]
+    if isinstance(control, tuple) and len(control) in (2, 3):
+        lo, hi = control[0], control[1]
+        step = control[2] if len(control) == 3 else (1 if isinstance(lo, int) and isinstance(hi, int) else None)
+        mid = (lo + hi) / 2
+        if step:
+            mid = lo + round((mid - lo) / step) * step
+        return type(lo)(mid) if isinstance(lo, int) and isinstance(hi, int) else mid
+    return control
+
+
+def interactive(fn: Callable, **controls):
+    """``ipywidgets.interact(fn, **controls)`` in a live notebook; otherwise (see
+    :func:`static_widgets`) call ``fn`` once at the controls' initial values and say so, so that
+    a static page shows a picture instead of a dead widget. Returns what ``interact`` returns,
+    or ``fn``'s result in the static case."""
+    if not static_widgets():
         import ipywidgets as widgets
-    except ImportError:  # pragma: no cover - depends on the environment
-        widgets = None
-    if widgets is not None:
+
         return widgets.interact(fn, **controls)
-    defaults = {}
-    for k, v in controls.items():
-        if isinstance(v, tuple):
-            defaults[k] = v[0]
-        elif isinstance(v, list):
-            defaults[k] = v[0]
-        else:
-            defaults[k] = v
-    return fn(**defaults)
+    values = {k: _initial(fn, k, v) for k, v in controls.items()}
+    shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    print(f"static view at {shown} (run the notebook in Jupyter or Colab to move the controls)")
+    return fn(**values)

@@ -4,8 +4,13 @@ import math
 import pytest
 import torch
 
-from mslib.blocks.attention import (EfficientAttention, EfficientTransformerBlock, MixFFN, efficient_attention,
-                                    softmax_attention)
+from mslib.blocks.attention import (
+    EfficientAttention,
+    EfficientTransformerBlock,
+    MixFFN,
+    efficient_attention,
+    softmax_attention,
+)
 
 
 def _direct_eq2(q, k, v):

@@ -93,7 +93,7 @@ def test_schedule_scales_each_group_base_lr(tmp_path):
     for rec, step in zip(h, (3, 7)):
         f = lr_factor(step, 8, "linear", 2, min_lr_ratio=0.1)
         assert rec["lr_backbone"] == pytest.approx(0.005 * f) and rec["lr_head"] == pytest.approx(0.05 * f)
-    opt_groups = load_checkpoint(tmp_path / "last.pt")["optimizer"]["param_groups"]
+    opt_groups = load_checkpoint(tmp_path / "last.pt")["optimizers"]["model"]["param_groups"]
     f8 = lr_factor(8, 8, "linear", 2, min_lr_ratio=0.1)
     assert [g["lr"] for g in opt_groups] == pytest.approx([0.005 * f8, 0.05 * f8])
     assert [g["name"] for g in opt_groups] == ["backbone", "head"]
@@ -150,12 +150,12 @@ def test_step_fn_batch_transform_and_cpu_bf16_autocast():
         seen["shape"] = tuple(images.shape)
         return images[..., :4, :4], masks[..., :4, :4]
 
-    def step_fn(model, batch, loss_fn):
+    def step_fn(ctx, batch):
         images, masks = batch
         seen["autocast"] = torch.is_autocast_enabled("cpu")
         seen["crop"] = tuple(images.shape)
-        logits = model(images)
-        return loss_fn(logits, masks), {"aux": torch.tensor(2.0), "other": 1.0}
+        logits = ctx.model(images)
+        return ctx.loss_fn(logits, masks), {"aux": torch.tensor(2.0), "other": 1.0}
 
     h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce,
             config=cfg(amp=True, amp_dtype="bfloat16"), step_fn=step_fn, batch_transform=batch_transform,
@@ -217,10 +217,10 @@ def test_checkpoint_is_weights_only_and_complete(tmp_path):
     assert files == ["history.csv", "last.pt"]                  # no temporary files left behind
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 6 and ckpt["total_steps"] == 6
-    assert set(ckpt) >= {"model", "optimizer", "scheduler", "scaler", "history", "rng", "config"}
-    assert set(ckpt["rng"][0]) >= {"torch", "numpy", "python", "loader"}
+    assert set(ckpt) >= {"models", "optimizers", "schedulers", "scaler", "history", "rng", "config"}
+    assert set(ckpt["rng"][0]) >= {"torch", "numpy", "python", "loaders"}
     for k, v in model.state_dict().items():
-        assert torch.equal(ckpt["model"][k], v)
+        assert torch.equal(ckpt["models"]["model"][k], v)
     with open(tmp_path / "history.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -313,3 +313,94 @@ def test_tqdm_disable_env_is_respected(monkeypatch):
     assert engine._tqdm_disabled(progress=True)
     monkeypatch.setenv("TQDM_DISABLE", "")
     assert not engine._tqdm_disabled(progress=True) and engine._tqdm_disabled(progress=False)
+
+
+# ------------------------------------------------------------------------------ extension points
+def test_step_context_counts_steps_and_hooks_run_after_every_step():
+    seen = []
+
+    def step_fn(ctx, batch):
+        seen.append((ctx.epoch, ctx.step, ctx.total_steps, ctx.steps_per_epoch))
+        return ctx.loss_fn(ctx.model(batch[0]), batch[1])
+
+    hooked = []
+    fit(tiny_model(), DataLoader(NoisyShapes(6), batch_size=2), loss_fn=bce, config=cfg(epochs=2), step_fn=step_fn,
+        step_hooks=[lambda ctx, logs: hooked.append(ctx.step)], progress=False)
+    assert seen == [(e, 3 * e + i, 6, 3) for e in range(2) for i in range(3)]
+    assert hooked == list(range(6))
+
+
+def test_steps_per_epoch_cycles_the_loader_and_stop_ends_training():
+    n = []
+
+    def step_fn(ctx, batch):
+        n.append(batch[0].shape[0])
+        if ctx.step == 6:
+            ctx.stop()
+        return ctx.loss_fn(ctx.model(batch[0]), batch[1])
+
+    h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce,
+            config=cfg(epochs=3, steps_per_epoch=5), step_fn=step_fn, progress=False)
+    assert len(n) == 7 and [r["step"] for r in h] == [5, 7]
+
+
+def test_step_returning_none_skips_the_update():
+    model = tiny_model()
+    before = state(model)
+    h = fit(model, DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce, config=cfg(), step_fn=lambda ctx, b: None,
+            progress=False)
+    assert all(torch.equal(v, state(model)[k]) for k, v in before.items() if "running" not in k and "num_batches" not in k)
+    assert math.isnan(h.last["train_loss"])
+
+
+def two_model_run(out_dir, epochs, interrupt_at=None, seed=0):
+    """Cross teaching in miniature: two models, two optimisers (own lr), labelled + unlabelled loaders."""
+    torch.manual_seed(seed)
+    models = {"a": tiny_model(1), "b": tiny_model(2)}
+    lab = DataLoader(NoisyShapes(n=8), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(1))
+    unl = DataLoader(NoisyShapes(n=6, seed=5), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(2))
+
+    def step_fn(ctx, batch):
+        (xl, yl), (xu, _) = batch["labelled"], batch["unlabelled"]
+        a, b = ctx.model["a"], ctx.model["b"]
+        sup = bce(a(xl), yl) + bce(b(xl), yl)
+        pa, pb = a(xu), b(xu)
+        w = ctx.step / ctx.total_steps             # a ramp-up by iteration
+        cross = bce(pa, (pb.detach() > 0)[:, 0].long()) + bce(pb, (pa.detach() > 0)[:, 0].long())
+        return sup + w * cross, {"cross": cross.detach()}
+
+    def interrupt(epoch, record):
+        if epoch == interrupt_at:
+            raise KeyboardInterrupt
+
+    c = cfg(epochs=epochs, seed=3, steps_per_epoch=3, optimizer="sgd", momentum=0.9, schedule="cosine")
+    h = fit(models, {"labelled": lab, "unlabelled": unl}, DataLoader(NoisyShapes(4, seed=9), batch_size=2),
+            config=c, optim_configs={"b": cfg(lr=0.01, optimizer="adam", schedule="poly")}, step_fn=step_fn,
+            out_dir=out_dir, callbacks=[interrupt], best_metric="val_a_dice", progress=False)
+    return models, h
+
+
+def test_two_models_two_optimisers_two_loaders_resume_exactly(tmp_path):
+    full, hist = two_model_run(tmp_path / "full", epochs=4)
+    assert {"val_a_dice", "val_b_dice", "lr_a", "lr_b", "train_cross", "best_val_a_dice"} <= set(hist.last)
+    assert hist.last["lr_b"] != hist.last["lr_a"]
+    with pytest.raises(KeyboardInterrupt):
+        two_model_run(tmp_path / "cut", epochs=4, interrupt_at=2)
+    resumed, hist2 = two_model_run(tmp_path / "cut", epochs=4, seed=99)
+    for name in full:
+        a, b = state(full[name]), state(resumed[name])
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    best = load_checkpoint(tmp_path / "full" / "best.pt")
+    col = hist.column("val_a_dice")
+    assert best["best"]["epoch"] == 1 + col.index(max(col)) and set(best["models"]) == {"a", "b"}
+
+
+def test_several_models_need_a_step_fn():
+    with pytest.raises(TypeError, match="step_fn"):
+        fit({"a": tiny_model(), "b": tiny_model()}, DataLoader(NoisyShapes(4)), loss_fn=bce, config=cfg())
+
+
+def test_evaluate_fn_replaces_validation():
+    h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), DataLoader(NoisyShapes(2)), loss_fn=bce,
+            config=cfg(), evaluate_fn=lambda ctx, loader: {"custom": float(len(loader)) + ctx.epoch}, progress=False)
+    assert h.last["val_custom"] == 2.0 and "val_dice" not in h.last

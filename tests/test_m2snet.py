@@ -17,17 +17,18 @@ from mslib.blocks.subtraction import (
     upsample_to,
 )
 from mslib.configs import M2SNetConfig, get_config
-from mslib.models.m2snet import (
-    M2SNet,
-    MSNet,
+from mslib.models.m2snet import M2SNet, MSNet
+from mslib.recipes.m2snet import (
     build_m2snet,
-    count_parameters,
+    learning_rates,
     m2snet_param_groups,
     m2snet_step,
     m2snet_transforms,
+    recipe,
     training_kwargs,
 )
-from mslib.train.engine import build_optimizer, fit
+from mslib.train.engine import StepContext, build_optimizer, fit
+from mslib.utils import count_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -175,16 +176,17 @@ def test_step_fn_logs_loss_parts():
     cfg = get_config("m2snet", "quick", lossnet_pretrained=False, lossnet_weight=0.5)
     kw = training_kwargs(cfg)
     x, y = torch.rand(2, 3, 32, 32), (torch.rand(2, 32, 32) > 0.5).long()
-    loss, logs = m2snet_step(m, (x, y), kw["loss_fn"])
+    ctx = StepContext(0, 0, 1, 1, m, {"model": m}, {}, {}, kw["loss_fn"], cfg, torch.device("cpu"))
+    loss, logs = m2snet_step(ctx, (x, y))
     assert set(logs) == {"structure", "lossnet"}
-    assert loss.item() == pytest.approx(logs["structure"] + 0.5 * logs["lossnet"], rel=1e-5)
+    assert loss.item() == pytest.approx(float(logs["structure"]) + 0.5 * float(logs["lossnet"]), rel=1e-5)
 
 
 def test_profiles():
     paper, quick = get_config("m2snet", "paper"), get_config("m2snet", "quick")
     assert isinstance(paper, M2SNetConfig) and paper.image_size == 352 and paper.batch_size == 16
     assert (paper.optimizer, paper.momentum, paper.weight_decay) == ("sgd", 0.9, 5e-4)
-    assert (paper.backbone_lr, paper.head_lr, paper.epochs) == (0.005, 0.05, 50)
+    assert learning_rates(paper) == (pytest.approx(0.005), 0.05) and paper.epochs == 50
     assert paper.multiscale_sizes == (224, 256, 288, 320, 352) and paper.schedule == "linear"
     assert paper.warmup_epochs > 0
     assert count_parameters(build_m2snet(quick)) < 2_000_000
@@ -264,13 +266,13 @@ def test_legacy_lr_groups_trains_everything_at_the_head_rate():
     m = small()
     for legacy, expected in ((False, [0.005, 0.05]), (True, [0.05, 0.05])):
         cfg = get_config("m2snet", "paper", lossnet_weight=0.0, legacy_lr_groups=legacy)
-        assert [g["lr"] for g in training_kwargs(cfg)["param_groups"](m)] == expected
+        assert [g["lr"] for g in training_kwargs(cfg)["param_groups"](m)] == pytest.approx(expected)
 
 
 # ----------------------------------------------------------------- metrics of Tables I-IV
 def test_table_metrics_go_through_mslib_metrics():
     from mslib import metrics as M
-    from mslib.models.m2snet import TABLE_METRICS, table_metrics
+    from mslib.recipes.m2snet import TABLE_METRICS, table_metrics
 
     torch.manual_seed(0)
     logits = torch.randn(3, 1, 24, 24) * 3
@@ -298,7 +300,7 @@ def test_table_metrics_go_through_mslib_metrics():
 
 
 def test_table_metrics_plug_into_evaluate():
-    from mslib.models.m2snet import table_metrics
+    from mslib.recipes.m2snet import table_metrics
     from mslib.train.engine import evaluate
 
     m = small()
@@ -306,3 +308,21 @@ def test_table_metrics_plug_into_evaluate():
     res = evaluate(m, DataLoader(ds, batch_size=2), metrics=table_metrics("polyp"))
     assert {"mdice", "miou", "wfm", "s_alpha", "e_max", "mae"} <= set(res)
     assert all(0.0 <= res[k] <= 1.0 for k in ("mdice", "miou", "wfm", "s_alpha", "e_max", "mae"))
+
+
+def test_lr_is_the_head_rate_and_the_backbone_keeps_its_ratio():
+    cfg = get_config("m2snet", "paper", lr=0.5)
+    assert learning_rates(cfg) == (pytest.approx(0.05), 0.5)
+    assert learning_rates(get_config("m2snet", "paper", lr=0.5, legacy_lr_groups=True)) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="backbone_lr_ratio: legacy_lr_groups=True"):
+        get_config("m2snet", "paper", legacy_lr_groups=True, backbone_lr_ratio=0.2)
+    with pytest.raises(ValueError, match="momentum: only optimizer='sgd'"):
+        get_config("m2snet", "quick", momentum=0.5)
+
+
+def test_recipe_refuses_grey_images_with_imagenet_normalisation():
+    cfg = get_config("m2snet", "quick")
+    with pytest.raises(ValueError, match="3-channel images"):
+        recipe(cfg, 1, 1)
+    r = recipe(get_config("m2snet", "quick", normalize="none"), 1, 1)
+    assert r.model(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)

@@ -139,14 +139,15 @@ HALF[:, :3] = 1
 )
 def test_empty_and_full_mask_conventions(pred, gt, expected):
     for name, value in expected.items():
-        got = getattr(M, name)(pred, gt)
+        got = getattr(M, name)(pred, gt, ignore_empty=False)
         assert not torch.isnan(got).any(), name
         assert got.item() == pytest.approx(value), name
 
 
 def test_zero_division_override_reproduces_mcsc_empty_prediction():
-    assert M.dice(E, E, zero_division=0.0).item() == 0.0
-    assert M.iou(E, E, zero_division=0.0).item() == 0.0
+    assert M.dice(E, E, ignore_empty=False, zero_division=0.0).item() == 0.0
+    assert M.iou(E, E, ignore_empty=False, zero_division=0.0).item() == 0.0
+    assert math.isnan(M.dice(E, E, zero_division=0.0).item())  # ignore_empty comes first
     assert M.xor_error(HALF, E, zero_division=0.0).item() == 0.0
     assert M.precision(E, HALF, zero_division=0.25).item() == 0.25
     # a non-degenerate pair ignores zero_division
@@ -201,12 +202,13 @@ def test_multiclass_is_per_class_binary():
         per_class = fn(pred, gt, num_classes=4)
         assert per_class.shape == (3, 3), fn.__name__
         direct = torch.stack([fn(pred == k, gt == k) for k in (1, 2, 3)], dim=1)
-        torch.testing.assert_close(per_class, direct, msg=fn.__name__)
+        torch.testing.assert_close(per_class, direct, equal_nan=True, msg=fn.__name__)
         with_bg = fn(pred, gt, num_classes=4, include_background=True)
         assert with_bg.shape == (3, 4)
-        torch.testing.assert_close(with_bg[:, 0], fn(pred == 0, gt == 0), msg=fn.__name__)
-        torch.testing.assert_close(fn(pred, gt, num_classes=4, reduction="mean"), direct.mean(1), msg=fn.__name__)
-    assert M.dice(pred, gt, num_classes=4)[0, 1].item() == 1.0
+        torch.testing.assert_close(with_bg[:, 0], fn(pred == 0, gt == 0), equal_nan=True, msg=fn.__name__)
+        torch.testing.assert_close(fn(pred, gt, num_classes=4, reduction="mean"), direct.nanmean(1), msg=fn.__name__)
+    assert math.isnan(M.dice(pred, gt, num_classes=4)[0, 1].item())  # absent from both: undefined
+    assert M.dice(pred, gt, num_classes=4, ignore_empty=False)[0, 1].item() == 1.0
 
 
 def test_multiclass_bad_labels_raise_clear_errors():
@@ -440,7 +442,8 @@ def test_hausdorff_empty_conventions():
     e = torch.zeros(1, 7, 7)
     m = torch.zeros(1, 7, 7)
     m[0, 3, 3] = 1
-    assert M.hd95(e, e).item() == 0.0
+    assert math.isnan(M.hd95(e, e).item())  # absent from both: undefined (ignore_empty)
+    assert M.hd95(e, e, ignore_empty=False).item() == 0.0
     assert M.hd95(e, m).item() == math.inf
     assert M.hd95(m, e).item() == math.inf
     assert M.hd95(e, m, empty_value=0.0).item() == 0.0  # MCSC official test
@@ -491,3 +494,70 @@ def test_summarize_and_tracker():
         assert M.summarize({"xor": M.xor_error(torch.ones(1, 3, 3), torch.zeros(1, 3, 3))})["xor"] == math.inf
     tracker.reset()
     assert len(tracker) == 0
+
+
+# ----------------------------------------------------------------------------- ignore_empty
+
+
+@pytest.mark.parametrize("fn", OVERLAP, ids=lambda f: f.__name__)
+def test_ignore_empty_makes_both_empty_nan_for_every_overlap_metric(fn):
+    assert math.isnan(fn(E, E).item())
+    assert not math.isnan(fn(E, E, ignore_empty=False).item())
+    # defined cases are untouched by ignore_empty
+    for a, g in ((E, HALF), (HALF, F_), (F_, F_)):
+        torch.testing.assert_close(fn(a, g), fn(a, g, ignore_empty=False), equal_nan=True)
+
+
+def test_multiclass_dice_skips_a_class_absent_from_both():
+    """Issue 12's example: one class scored 2/3, the other two absent from both -> 0.667, not 0.889."""
+    gt = torch.zeros(1, 4, 4, dtype=torch.int64)
+    pred = torch.zeros(1, 4, 4, dtype=torch.int64)
+    gt[0, 0, :2] = 1          # class 1: |G| = 2
+    pred[0, 0, :1] = 1        # |A| = 1, |A∩G| = 1 -> Dice 2*1/(1+2) = 2/3; classes 2, 3 absent
+    got = M.dice(pred, gt, num_classes=4, reduction="mean")
+    assert got.item() == pytest.approx(2 / 3)
+    old = M.dice(pred, gt, num_classes=4, reduction="mean", ignore_empty=False)
+    assert old.item() == pytest.approx((2 / 3 + 1 + 1) / 3)  # the old, inflated 0.889
+    per_class = M.dice(pred, gt, num_classes=4)
+    assert per_class[0, 0].item() == pytest.approx(2 / 3) and torch.isnan(per_class[0, 1:]).all()
+
+
+def test_image_with_no_class_present_is_nan_and_skipped_by_summarize():
+    gt = torch.zeros(2, 4, 4, dtype=torch.int64)
+    pred = torch.zeros(2, 4, 4, dtype=torch.int64)
+    gt[0, :2] = 1
+    pred[0, :1] = 1                                     # image 0: Dice 2*4/(4+8) = 2/3; image 1: all background
+    v = M.dice(pred, gt, num_classes=3, reduction="mean")
+    assert v[0].item() == pytest.approx(2 / 3) and math.isnan(v[1].item())
+    assert M.summarize({"dice": v}) == {"dice": pytest.approx(2 / 3)}
+    total, count = M.nan_sum_count(M.dice(pred, gt, num_classes=3))   # (B, C): class mean per image first
+    assert (float(total), float(count)) == (pytest.approx(2 / 3), 1.0)
+    with pytest.warns(UserWarning, match="every value is NaN"):
+        assert math.isnan(M.summarize({"dice": v[1:]})["dice"])
+
+
+def test_tracker_and_summarize_agree_with_the_engine_rule():
+    tracker = M.MetricTracker()
+    tracker.update(dice=torch.tensor([[0.5, math.nan], [0.2, 0.4]]))       # per-class values (B, C)
+    tracker.update(dice=torch.tensor([[1.0, math.nan], [math.nan, math.nan]]))
+    # per image: 0.5, 0.3, 1.0, NaN (skipped)
+    assert tracker.compute() == {"dice": pytest.approx((0.5 + 0.3 + 1.0) / 3)}
+
+
+def test_binarize_target_is_the_one_binarisation():
+    m = torch.tensor([[[[0.0, 0.2], [0.7, 1.0]]]])                  # (B, 1, H, W) probabilities
+    assert M.binarize_target(m).tolist() == [[[False, False], [True, True]]]
+    assert M.binarize_target(torch.tensor([[0, 1]])).dtype == torch.bool
+    assert M.binarize_target(np.array([[0, 1]], dtype=np.uint8)).tolist() == [[False, True]]
+    with pytest.raises(ValueError, match="num_classes"):
+        M.binarize_target(torch.tensor([[0, 2]]))
+    with pytest.raises(ValueError, match="sigmoid"):
+        M.binarize_target(torch.tensor([[0.0, 3.0]]))
+
+
+def test_overlap_metrics_share_one_signature():
+    import inspect
+
+    params = [list(inspect.signature(fn).parameters) for fn in OVERLAP if fn is not M.dice]
+    assert all(p == params[0] for p in params)
+    assert "ignore_empty" in params[0] and all("ignore_empty" in (fn.__doc__ or "") for fn in OVERLAP)

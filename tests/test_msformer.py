@@ -5,7 +5,7 @@ import torch
 from mslib.configs import get_config
 from mslib.losses.scale_consistency import joint_loss
 from mslib.models.msformer import MSFormer, PatchEmbed
-from mslib.train.selfsup import build_model
+from mslib.recipes.msformer import build_model
 
 
 @pytest.mark.parametrize("size", [(16, 16), (17, 13)])
@@ -96,7 +96,7 @@ def test_out_norm_is_bn_of_the_score_map():
     logits = m(torch.randn(2, 3, 12, 12), with_tokens=False).logits
     torch.testing.assert_close(logits.mean(dim=(0, 2, 3)), torch.zeros(6), atol=1e-5, rtol=0)
     torch.testing.assert_close(logits.var(dim=(0, 2, 3), unbiased=False), torch.ones(6), atol=1e-3, rtol=0)
-    assert MSFormer(3, n_clusters=6, dim=8, intra_dim=8, intra_grid=2, intra_cell=2).out_norm is None
+    assert MSFormer(3, n_clusters=6, dim=8, intra_dim=8, intra_grid=2, intra_cell=2, out_norm=False).out_norm is None
 
 
 def test_config_defaults_and_published_setting():
@@ -113,3 +113,16 @@ def test_config_defaults_and_published_setting():
     # the paper's other loss values stay reachable and every lambda is within the (0, 2) grid of Appendix A
     assert all(0 <= v <= 2 for v in cfg.lambdas)
     assert "PUBLISHED" not in {f.name for f in dataclasses.fields(MSFormerConfig)}
+
+
+def test_class_defaults_are_the_config_defaults():
+    import inspect
+
+    from mslib.configs import MSFormerConfig
+
+    cfg, sig = MSFormerConfig(), inspect.signature(MSFormer).parameters
+    for name, field in (("n_clusters", "n_clusters"), ("mlp_ratio", "mlp_ratio"), ("out_norm", "out_norm"),
+                        ("dim", "dim"), ("depth", "depth"), ("heads", "heads"), ("intra_dim", "intra_dim"),
+                        ("intra_grid", "intra_grid"), ("intra_cell", "intra_cell"), ("shift", "shift"),
+                        ("shift_mode", "shift_mode"), ("patch_embed", "patch_embed")):
+        assert sig[name].default == getattr(cfg, field), name

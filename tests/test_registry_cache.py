@@ -18,3 +18,32 @@ def test_stale_synthetic_cache_is_regenerated():
     meta_file.write_text(json.dumps(meta))
     load_dataset("synthetic-skin", "train", n=6, size=32, seed=3)
     assert json.loads(meta_file.read_text())["generator"]["version"] == GENERATOR_VERSION
+
+
+def test_preparers_list_matches_every_data_scripts_module():
+    """mslib keeps its own name -> module list (it never imports data_scripts); it must stay in sync."""
+    import importlib
+    import pkgutil
+
+    import data_scripts
+    from mslib.data.registry import PREPARERS
+
+    found = {}
+    for mod in pkgutil.iter_modules(data_scripts.__path__):
+        info = getattr(importlib.import_module(f"data_scripts.{mod.name}"), "INFO", None)
+        if info is not None and getattr(info, "name", None):
+            found[info.name] = mod.name
+    assert found == PREPARERS
+
+
+def test_missing_prepared_dataset_names_its_preparer(tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    monkeypatch.setenv("MSLIB_DATA_DIR", str(tmp_path))
+    for name in [m for m in sys.modules if m == "data_scripts" or m.startswith("data_scripts.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(FileNotFoundError, match=r"python -m data_scripts\.kvasir_seg --root"):
+        load_dataset("kvasir-seg")
+    assert "data_scripts" not in sys.modules                  # the message came from mslib's own list

@@ -5,9 +5,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.scale_consistency import (IntraScaleTokens, adaptive_bins, batch_norm_affine, box_means,
-                                            correlation_matrix, integral_image, inter_scale_loss, intra_scale_loss,
-                                            joint_loss, pseudo_label_ce, shifted_pairs)
+from mslib.blocks.intra_scale import (
+    IntraScaleTokens,
+    adaptive_bins,
+    batch_norm_affine,
+    box_means,
+    integral_image,
+    shifted_pairs,
+)
+from mslib.losses.scale_consistency import (
+    DEFAULT_LAMBDAS,
+    correlation_matrix,
+    inter_scale_loss,
+    intra_scale_loss,
+    joint_loss,
+    pseudo_label_ce,
+)
 from mslib.models.msformer import MSFormerOutput
 
 
@@ -104,6 +117,38 @@ def test_batch_norm_affine_equals_batchnorm1d_in_train_and_eval():
     with torch.no_grad():
         scale, offset = batch_norm_affine(ours, x)
         torch.testing.assert_close(x * scale + offset, ref(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_affine_at_large_means_and_cumulative_momentum(offset, momentum):
+    """Issue 12: E[x^2] - E[x]^2 was off by 4e-3 at mean 100 and 0.35 at mean 1000, and momentum=None raised."""
+    torch.manual_seed(1)
+    ref = torch.nn.BatchNorm1d(4, momentum=momentum)
+    ours = torch.nn.BatchNorm1d(4, momentum=momentum)
+    ours.load_state_dict(ref.state_dict())
+    for step in range(3):
+        x = torch.randn(4096, 4) * torch.tensor([0.5, 1.0, 2.0, 4.0]) + offset + step
+        y_ref = ref(x)
+        scale, offset_ = batch_norm_affine(ours, x)
+        torch.testing.assert_close(x * scale + offset_, y_ref, atol=5e-3, rtol=0)  # float32 x*scale at 1000: ulp 1e-4
+        exact = 1 / (x.double().var(dim=0, unbiased=False) + ours.eps).sqrt()   # float64 two-pass reference
+        torch.testing.assert_close(scale.double(), exact, atol=0, rtol=1e-5)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-5, rtol=1e-4)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 3
+
+
+def test_batch_norm_affine_without_affine_or_running_stats():
+    x = torch.randn(50, 3) * 4 + 7
+    for bn in (torch.nn.BatchNorm1d(3, affine=False), torch.nn.BatchNorm1d(3, track_running_stats=False)):
+        for train in (True, False):
+            bn.train(train)
+            scale, offset = batch_norm_affine(bn, x)
+            ref = torch.nn.BatchNorm1d(3, affine=bn.affine, track_running_stats=bn.track_running_stats)
+            ref.load_state_dict(bn.state_dict())
+            ref.train(train)
+            torch.testing.assert_close(x * scale + offset, ref(x), atol=1e-5, rtol=1e-5)
 
 
 def test_box_means_equal_adaptive_pool_of_the_crop():
@@ -232,3 +277,9 @@ def test_joint_loss_weights_and_skip():
     assert parts0["inter"] == 0.0 and parts0["intra"] == 0.0
     with pytest.raises(ValueError, match="tokens"):
         joint_loss(out._replace(tokens=None), (1.0, 2.0, 1.2))
+
+
+def test_default_lambdas_are_the_config_ones():
+    from mslib.configs import MSFormerConfig
+
+    assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 0.3)

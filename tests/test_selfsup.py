@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mslib.configs import MSFormerConfig, get_config
-from mslib.train.selfsup import evaluate_results, prepare_image, segment_image, segment_images
+from mslib.recipes.msformer import evaluate_results, prepare_image, segment_image, segment_images
 
 TINY = dataclasses.replace(MSFormerConfig.quick(), image_size=24, n_clusters=12, dim=8, intra_dim=8, intra_grid=2,
                            intra_cell=2, max_iters=6, min_clusters=2)

@@ -218,3 +218,17 @@ def test_units_reject_bad_input():
         MultiScaleSubtractionUnit(4, kernel_sizes=(1, 4))
     with pytest.raises(ValueError, match="impl"):
         MultiScaleSubtractionUnit(4, impl="fft")
+
+
+def test_conv_bn_relu_is_torchvision_conv2d_norm_activation():
+    from torchvision.ops import Conv2dNormActivation
+
+    from mslib.blocks.subtraction import ConvBNReLU
+
+    m = ConvBNReLU(4, 8, 3, dilation=2)
+    assert isinstance(m, Conv2dNormActivation)
+    assert m[0].padding == (2, 2) and m[0].bias is not None            # bias kept, as the official count
+    assert sum(p.numel() for p in m.parameters()) == 8 * 4 * 9 + 8 + 2 * 8
+    assert list(m.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                    "1.num_batches_tracked"]
+    assert ConvBNReLU(4, 8, bias=False)[0].bias is None

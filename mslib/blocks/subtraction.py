@@ -36,9 +36,8 @@ ReLU after each fixed filter (+256 parameters for its two shared filters); the p
 adds no parameters, so we have none. Without that BN the raw sums set the balance of Eq. 2: the
 dense 5x5 term is up to 25 C = 1600 times larger than the 1x1 term, which then hardly counts.
 ``normalize=True`` is the parameter-free remedy: box *means* (divided by ``k^2 C``, resp. ``k^2``), each
-term on the scale of its inputs. The default stays the literal "full one" sums; in the quick profile
-(one seed, 96 px synthetic polyps) the sums reached val Dice 0.51 against 0.60 with means and 0.59
-for the SU.
+term on the scale of its inputs. The default stays the literal "full one" sums; chapter 4
+(book/04_multiscale_subtraction.ipynb) trains both and compares them with the SU.
 
 Because the filters are linear, ``Filter(F_A) - Filter(F_B) = Filter(F_A - F_B)``: the MSU filters the
 difference once (``impl="box"``). ``impl="conv"`` computes Eq. 2 literally with dense all-ones
@@ -47,11 +46,12 @@ benchmarks.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
 __all__ = [
     "ConvBNReLU",
@@ -70,17 +70,18 @@ __all__ = [
 MODES = ("dense", "depthwise")
 
 
-class ConvBNReLU(nn.Sequential):
-    """``Conv(.)`` of M2SNet Eq. 1-3: ``k x k`` convolution (with bias, as in the official count) + BN + ReLU."""
+class ConvBNReLU(Conv2dNormActivation):
+    """``Conv(.)`` of M2SNet Eq. 1-3: ``k x k`` convolution + BN + ReLU, torchvision's
+    :class:`~torchvision.ops.Conv2dNormActivation` with ``padding = dilation (k - 1) / 2`` and the
+    convolution's bias on by default (as in the official parameter count; torchvision drops it
+    before a BN). Layers and state-dict keys (``0.weight``, ``1.running_mean``, ...) are those of
+    ``nn.Sequential(Conv2d, BatchNorm2d, ReLU)``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
                  bias: bool = True):
-        pad = dilation * (kernel_size - 1) // 2
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=pad, dilation=dilation, bias=bias),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias,
+                         norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, inplace=True)
 
 
 def _check_kernel(k: int) -> int:
@@ -115,7 +116,7 @@ def box_filter(x: torch.Tensor, k: int, mode: str = "dense", normalize: bool = F
 
 
 def all_ones_conv2d(x: torch.Tensor, k: int, mode: str = "dense") -> torch.Tensor:
-    """Reference for :func:`box_filter`: a real ``F.conv2d`` with an all-ones weight (dense costs C*C*k*k MACs/pixel)."""
+    """Reference for :func:`box_filter`: a real ``F.conv2d`` with an all-ones weight (dense: C*C*k*k MACs/pixel)."""
     _check_kernel(k)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -151,7 +152,8 @@ class _Unit(nn.Module):
         """``f_a``: deeper feature (upsampled to ``f_b``), ``f_b``: shallower feature; both (B, C, *, *)."""
         for name, t in (("f_a", f_a), ("f_b", f_b)):
             if t.ndim != 4 or t.shape[1] != self.channels:
-                raise ValueError(f"{type(self).__name__}: {name} must be (B, {self.channels}, H, W), got {tuple(t.shape)}")
+                raise ValueError(f"{type(self).__name__}: {name} must be (B, {self.channels}, H, W), "
+                                 f"got {tuple(t.shape)}")
         return self.conv(self.combine(upsample_to(f_a, f_b), f_b))
 
 
@@ -170,7 +172,8 @@ class AdditionUnit(_Unit):
 
 
 class MultiScaleSubtractionUnit(_Unit):
-    """MSU, M2SNet Eq. 2: ``Conv(sum_k |Filter_k(F_A) - Filter_k(F_B)|)``, fixed all-ones filters, k in ``kernel_sizes``.
+    """MSU, M2SNet Eq. 2: ``Conv(sum_k |Filter_k(F_A) - Filter_k(F_B)|)``, fixed all-ones filters, k in
+    ``kernel_sizes``.
 
     Args:
         channels: ``C`` of both operands.
@@ -324,7 +327,7 @@ UNITS = {
 
 
 def make_unit(unit: str, channels: int, **kwargs) -> nn.Module:
-    """Build a unit by name (``"au" | "su" | "msu" | "msu_aspp" | "msu_denseaspp"``); ``kwargs`` go to the MSU variants."""
+    """Build a unit by name (``"au" | "su" | "msu" | "msu_aspp" | "msu_denseaspp"``); ``kwargs`` go to MSU variants."""
     if unit not in UNITS:
         raise ValueError(f"unknown unit {unit!r}; valid units are {', '.join(map(repr, UNITS))}")
     if kwargs and unit in ("au", "su"):

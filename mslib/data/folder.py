@@ -52,6 +52,7 @@ empty split file                                               error naming the 
 split names a sample with no image                             error naming the split file and samples
 split lists a name twice                                       error naming the split file and names
 unreadable file (a text file renamed ``x.png``)                error naming the file
+multi-frame file (animated GIF/PNG, multi-page TIFF)           error naming the file and its frame count
 truncated or corrupt PNG / JPEG (image or mask)                error naming the file (at construction
                                                                with ``validate=True``, else on load)
 image and mask sizes differ                                    error naming both sizes
@@ -65,6 +66,9 @@ JPEG mask in a multi-class dataset                             error: JPEG canno
                                                                save PNG
 JPEG mask with all values below 128 (a 0/1 mask as JPEG)       error: re-export as PNG
 mask mode that cannot hold class indices (``F``)               error naming the file and its mode
+split file not UTF-8 (Latin-1, UTF-16)                         error naming the file: save it as UTF-8
+``dataset.json`` holding ``null``, a list or a number          error naming the file and the expected object
+``dataset.json`` that is a folder                              error naming it
 ``split`` not a string or ``None``                             ``TypeError`` naming the argument
 ``transform`` not callable                                     ``TypeError`` naming the argument
 =============================================================  ============================================
@@ -81,6 +85,9 @@ a 0/255 mask in a binary dataset                      mapped to 0/1
 palette ("P") mask                                    palette indices used as class indices
 grayscale image in an RGB dataset                     replicated to 3 channels
 RGB image with equal channels in a grayscale dataset  converted to one channel
+image or mask whose EXIF orientation is not 1         turned as image viewers show it
+                                                      (``PIL.ImageOps.exif_transpose``; sizes are
+                                                      compared after turning)
 RGBA image                                            alpha channel dropped
 palette ("P") or 1-bit image                          converted to RGB / 8 bits
 16-bit image                                          scaled to [0, 1] by 1/65535 (8-bit: 1/255)
@@ -101,11 +108,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .layout import IMAGES, MASKS, META, SPLITS, read_metadata
+from .layout import IMAGES, MASKS, META, SPLITS, read_metadata, read_text_lines
 
 __all__ = ["SegmentationFolder", "DatasetError", "DataRepairWarning", "IMAGE_EXTENSIONS"]
 
@@ -190,8 +197,10 @@ def _read_split_names(root: Path, split: str) -> list[str]:
                                     f"{path}")
         raise FileNotFoundError(f"unknown split {split!r} for {root}: {path} is missing; available splits: "
                                 f"{', '.join(avail)} (or split=None for every sample)")
-    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
+    try:
+        names = read_text_lines(path)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     if not names:
         raise DatasetError(f"split file {path} is empty; list one sample name (file stem) per line")
     seen, dup = set(), []
@@ -219,6 +228,42 @@ def _load(im: Image.Image, path: Path) -> None:
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
                            "the original file or delete it (and its pair)") from exc
+
+
+_SWAPS_AXES = (5, 6, 7, 8)
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1..8) from the file's header; 1 when absent or unreadable. PNG: only an
+    ``eXIf`` chunk before the pixels is seen (reading a later one would decode the whole file)."""
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = im.getexif()
+        value = int(exif.get(0x0112, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError, KeyError, IndexError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(W, H) as an image viewer shows the file (after its EXIF orientation)."""
+    w, h = im.size
+    return (h, w) if _orientation(im) in _SWAPS_AXES else (w, h)
+
+
+def _upright(im: Image.Image, path: Path) -> Image.Image:
+    """Apply the EXIF orientation as viewers do (:func:`PIL.ImageOps.exif_transpose`): the one
+    orientation convention of mslib, for images and masks alike."""
+    if _orientation(im) == 1:
+        return im
+    _load(im, path)
+    return ImageOps.exif_transpose(im)
 
 
 def _check_file_complete(path: Path, im: Image.Image) -> None:
@@ -282,6 +327,7 @@ def _decode_image(im: Image.Image, channels: int, path: Path) -> torch.Tensor:
     """
     mode = im.mode
     _image_repairs(mode, channels, path)  # raises for unsupported modes
+    im = _upright(im, path)
     try:
         if mode == "1":
             im = im.convert("L")
@@ -318,6 +364,7 @@ def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndar
     jpeg = im.format == "JPEG"
     mode = im.mode
     rep: list[str] = []
+    im = _upright(im, path)
     if jpeg and num_classes > 2:
         raise DatasetError(f"{path} is a JPEG mask in a dataset with {num_classes} classes; JPEG compression changes "
                            "pixel values, so it cannot store class indices: re-export the mask as PNG")
@@ -443,19 +490,31 @@ class SegmentationFolder(Dataset):
 
         # headers: sizes and modes (cheap: PIL reads only the header)
         img_modes = []
+        orient: list[dict] = []
         for name, ip, mp in zip(names, self.image_paths, self.mask_paths):
             with _open(ip) as im, _open(mp) as mk:
-                if im.size != mk.size:
-                    raise DatasetError(f"size mismatch for sample {name!r}: image {ip} is {im.size[0]}x{im.size[1]} "
-                                       f"but mask {mp} is {mk.size[0]}x{mk.size[1]} (WxH); resize the mask to the "
+                isz, msz = _oriented_size(im), _oriented_size(mk)
+                if isz != msz:
+                    turned = " (after EXIF orientation)" if (isz, msz) != (im.size, mk.size) else ""
+                    raise DatasetError(f"size mismatch for sample {name!r}: image {ip} is {isz[0]}x{isz[1]} "
+                                       f"but mask {mp} is {msz[0]}x{msz[1]} (WxH){turned}; resize the mask to the "
                                        "image with nearest-neighbour interpolation, or re-export the pair")
                 img_modes.append(im.mode)
+                for path, f, kind in ((ip, im, IMAGES), (mp, mk, MASKS)):
+                    frames = getattr(f, "n_frames", 1)
+                    if frames > 1:
+                        raise DatasetError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF); "
+                                           "only the first would be used: save the frame you mean as its own file")
+                    o = _orientation(f)
+                    if o != 1:
+                        orient.append({"name": name, "file": f"{kind}/{path.name}",
+                                       "repair": f"EXIF orientation {o} applied (turned as viewers show it)"})
         channels = self.meta.get("channels")
         if channels is None:  # hand-made folder: infer
             channels = 1 if all(m in ("L", "1", *_MODES_16BIT) for m in img_modes) else 3
         self.channels: int = int(channels)
 
-        self.repairs: list[dict] = []
+        self.repairs: list[dict] = list(orient)
         for name, ip, mode in zip(names, self.image_paths, img_modes):
             for r in _image_repairs(mode, self.channels, ip):
                 self.repairs.append({"name": name, "file": f"{IMAGES}/{ip.name}", "repair": r})

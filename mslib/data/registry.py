@@ -19,20 +19,18 @@ images is the transform's job.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..utils import data_dir
 from .folder import SegmentationFolder
 from .layout import META
 
-__all__ = ["load_dataset", "list_datasets", "SYNTHETIC_TASKS", "synthetic_path"]
+__all__ = ["load_dataset", "list_datasets", "SYNTHETIC_TASKS", "PREPARERS", "synthetic_path"]
 
 #: The synthetic tasks (kept here so that listing names does not import the generators).
 SYNTHETIC_TASKS = ("polyp", "skin", "breast", "cardiac")
@@ -55,23 +53,31 @@ def list_datasets() -> list[str]:
     return _synthetic_names() + _prepared_under(data_dir())
 
 
+#: Prepared dataset name -> the ``data_scripts`` module that writes it (``python -m data_scripts.<module>``).
+#: A plain list kept here so that mslib never imports data_scripts (the dependency runs one way);
+#: tests/test_registry_cache.py checks it against every preparer's ``INFO.name``.
+PREPARERS = {
+    "acdc": "acdc",
+    "busi": "busi",
+    "covid19-ct": "covid19_ct",
+    "cvc-clinicdb": "cvc_clinicdb",
+    "digestpath": "digestpath",
+    "goals": "goals",
+    "isic2016": "isic2016",
+    "isic2016-ph2": "isic2016_ph2",
+    "isic2017": "isic2017",
+    "kvasir-seg": "kvasir_seg",
+    "lung-ct": "lung_ct",
+    "montgomery": "montgomery",
+    "ph2": "ph2",
+    "polyp-benchmark": "polyp_benchmark",
+    "synapse": "synapse",
+}
+
+
 def _preparation_modules() -> dict[str, str]:
-    """Map dataset name -> ``data_scripts`` module (read from each module's ``INFO.name``)."""
-    out: dict[str, str] = {}
-    try:
-        import data_scripts
-    except ImportError:
-        return out
-    for mod in pkgutil.iter_modules(data_scripts.__path__):
-        if mod.name in ("common", "prepare", "archive", "download") or mod.name.startswith("_"):
-            continue
-        try:
-            info = getattr(importlib.import_module(f"data_scripts.{mod.name}"), "INFO", None)
-        except Exception:  # a broken or optional-dependency module must not hide the real error
-            continue
-        if info is not None and getattr(info, "name", None):
-            out[info.name] = mod.name
-    return out
+    """Map dataset name -> ``data_scripts`` module (a copy of :data:`PREPARERS`)."""
+    return dict(PREPARERS)
 
 
 def synthetic_path(task: str, n: int = _DEFAULT_N, size: int = _DEFAULT_SIZE, seed: int = 0) -> Path:

@@ -16,7 +16,7 @@ name. A ``transform`` is applied jointly to each slice (use a deterministic one,
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -44,7 +44,8 @@ class VolumeDataset(Dataset):
         self.slices = SegmentationFolder(root, split=split, transform=transform, validate=validate)
         self.root, self.split = self.slices.root, split
         self.meta = self.slices.meta
-        self.classes, self.num_classes, self.channels = self.slices.classes, self.slices.num_classes, self.slices.channels
+        self.classes, self.num_classes = self.slices.classes, self.slices.num_classes
+        self.channels = self.slices.channels
         volumes = self.meta.get("volumes")
         if not isinstance(volumes, dict) or not volumes:
             raise DatasetError(f"{self.root}/dataset.json has no 'volumes' entry, so slices cannot be grouped into "
@@ -59,7 +60,8 @@ class VolumeDataset(Dataset):
                 continue
             if len(inside) != len(names):
                 raise DatasetError(f"volume {vol!r} has only {len(inside)} of its {len(names)} slices in split "
-                                   f"{split!r} of {self.root}; a split for per-volume evaluation must hold whole volumes")
+                                   f"{split!r} of {self.root}; a split for per-volume evaluation must hold "
+                                   "whole volumes")
             self.names.append(vol)
             self._indices.append([index[n] for n in names])
             used.update(names)

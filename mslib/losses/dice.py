@@ -87,7 +87,8 @@ def dice_bce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float =
              smooth: float = 1.0) -> torch.Tensor:
     """``bce_weight * BCE(logits, target) + dice_weight * soft Dice`` for a binary model (K = 1)."""
     if logits.ndim != 4 or logits.shape[1] != 1:
-        raise ValueError(f"dice_bce is for binary logits (B, 1, H, W), got {tuple(logits.shape)}; use dice_ce for K > 1")
+        raise ValueError(f"dice_bce is for binary logits (B, 1, H, W), got {tuple(logits.shape)}; "
+                         "use dice_ce for K > 1")
     t = target.unsqueeze(1) if target.ndim == 3 else target
     if t.shape != logits.shape:
         raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
@@ -99,7 +100,8 @@ def dice_ce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 
             smooth: float = 1.0, include_background: bool = True) -> torch.Tensor:
     """``ce_weight * CE(logits, target) + dice_weight * soft Dice`` for K > 1 classes (target: class indices)."""
     if logits.ndim != 4 or logits.shape[1] < 2:
-        raise ValueError(f"dice_ce is for multi-class logits (B, K>1, H, W), got {tuple(logits.shape)}; use dice_bce for K = 1")
+        raise ValueError(f"dice_ce is for multi-class logits (B, K>1, H, W), got {tuple(logits.shape)}; "
+                         "use dice_bce for K = 1")
     if target.ndim != 3 or target.dtype.is_floating_point:
         raise ValueError(f"dice_ce needs class indices (B, H, W) int64, got {tuple(target.shape)} {target.dtype}")
     dice = soft_dice_loss(logits, target, smooth=smooth, include_background=include_background)  # checks the range

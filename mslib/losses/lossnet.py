@@ -12,7 +12,7 @@ where, as in the official code, the L2 distance is the mean squared error over t
 (a plain norm would grow with the image size). Gradients reach the prediction through the frozen
 network; the VGG weights never change (``requires_grad=False``, always in eval mode).
 
-ImageNet weights come through :mod:`mslib.models.pretrained` (torchvision's VGG-16 URL, torch hub
+ImageNet weights come through :mod:`mslib.weights` (torchvision's VGG-16 URL, torch hub
 cache). With ``pretrained="auto"`` and no weights available (offline), LossNet runs with random
 VGG weights and warns: it still compares multi-scale filtered versions of the masks, but not the
 ImageNet features the paper uses.
@@ -21,25 +21,23 @@ ImageNet features the paper uses.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mslib.losses.structure import as_binary_target, structure_loss
-from mslib.models.pretrained import Pretrained, load_state_dict_into, load_weights
+from mslib.weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, load_state_dict_into, load_weights
 
-__all__ = ["VGG_CUTS", "VGG_LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "LossNet", "M2SNetLoss"]
+__all__ = ["VGG_CUTS", "VGG_LAYER_NAMES", "LossNet", "M2SNetLoss"]
 
 VGG_CUTS = (3, 8, 15, 22)  # inclusive end indices in vgg16().features: relu1_2, relu2_2, relu3_3, relu4_3
 VGG_LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _vgg16_features(upto: int) -> nn.Sequential:
-    """The first ``upto`` layers of torchvision's VGG-16 ``features`` (without building the 120 M-parameter classifier)."""
+    """The first ``upto`` layers of torchvision's VGG-16 ``features`` (without the 120 M-parameter classifier)."""
     try:
         from torchvision.models.vgg import cfgs, make_layers
 
@@ -92,7 +90,7 @@ class LossNet(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "LossNet":  # the loss network is frozen: always eval mode
+    def train(self, mode: bool = True) -> LossNet:  # the loss network is frozen: always eval mode
         return super().train(False)
 
     def features(self, maps: torch.Tensor) -> list[torch.Tensor]:
@@ -119,7 +117,7 @@ class LossNet(nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``L_f`` (Eq. 5) for logits (or probabilities) (B, 1, H, W) against a mask (B, H, W) / (B, 1, H, W)."""
-        return sum(w * l for w, l in zip(self.level_weights, self.levels(prediction, target)))
+        return sum(w * lf for w, lf in zip(self.level_weights, self.levels(prediction, target)))
 
 
 class M2SNetLoss(nn.Module):

@@ -35,6 +35,8 @@ units are built only up to ``max(orders)``.
 ``(logits, features)`` with ``features["encoder"]`` (list of ``E^i``), ``features["ms"]`` (dict
 ``(n, i) -> MS_n^i``), ``features["ce"]`` (dict ``i -> CE^i``), ``features["top"]`` and
 ``features["decoder"]`` (dict ``i -> D^i``): what Fig. 8 visualises.
+
+The training recipe (loss, parameter groups, transforms, metrics) is :mod:`mslib.recipes.m2snet`.
 """
 from __future__ import annotations
 
@@ -48,9 +50,7 @@ from mslib.blocks.subtraction import UNITS, ConvBNReLU, make_unit, upsample_to
 from mslib.models.pretrained import Pretrained
 from mslib.models.res2net import res2net50_v1b_26w_4s
 
-__all__ = ["M2SNet", "MSNet", "m2snet_param_groups", "build_m2snet", "build_m2snet_loss", "m2snet_step",
-           "training_kwargs", "m2snet_transforms", "count_parameters", "cli_recipe", "table_metrics", "WIRINGS",
-           "TABLE_METRICS"]
+__all__ = ["M2SNet", "MSNet", "WIRINGS"]
 
 WIRINGS = ("official", "eq3")
 LEVELS = 5
@@ -145,168 +145,3 @@ class MSNet(M2SNet):
         kwargs.setdefault("unit", "su")
         super().__init__(**kwargs)
 
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def m2snet_param_groups(model: M2SNet, backbone_lr: float, head_lr: float, **group_options) -> list[dict]:
-    """Two optimizer parameter groups: the Res2Net backbone at ``backbone_lr`` and everything else at ``head_lr``.
-
-    M2SNet Sec. IV-C: 0.005 for the backbone, 0.05 for the other parts. (The official code keys its
-    groups on a module name that does not exist, so everything trains at 0.05.) ``group_options``
-    (e.g. ``weight_decay``) are copied into both groups.
-    """
-    backbone = getattr(model, "backbone", None)
-    if not isinstance(backbone, nn.Module):
-        raise TypeError(f"m2snet_param_groups needs a model with a .backbone module, got {type(model).__name__}")
-    ids = {id(p) for p in backbone.parameters()}
-    bb = [p for p in backbone.parameters() if p.requires_grad]
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [
-        {"params": bb, "lr": float(backbone_lr), "name": "backbone", **group_options},
-        {"params": rest, "lr": float(head_lr), "name": "head", **group_options},
-    ]
-
-
-def build_m2snet(cfg) -> M2SNet:
-    """The model described by an :class:`mslib.configs.M2SNetConfig` (or any object with its fields)."""
-    return M2SNet(unit=cfg.unit, orders=cfg.orders, wiring=cfg.wiring, channels=cfg.channels,
-                  pretrained=cfg.pretrained, backbone_width=cfg.backbone_width,
-                  backbone_layers=tuple(cfg.backbone_layers), in_channels=cfg.in_channels,
-                  num_classes=cfg.num_classes, unit_kwargs=dict(cfg.unit_kwargs))
-
-
-def m2snet_step(model: nn.Module, batch, loss_fn):
-    """``step_fn`` for :func:`mslib.train.engine.fit`: the loss plus its parts as logs.
-
-    With an :class:`mslib.losses.lossnet.M2SNetLoss` the logs are ``structure`` and ``lossnet``
-    (recorded per epoch as ``train_structure`` / ``train_lossnet``); any other ``loss_fn(logits, masks)``
-    works too (no logs).
-    """
-    images, masks = batch[0], batch[1]
-    logits = model(images)
-    if hasattr(loss_fn, "components") and hasattr(loss_fn, "total"):
-        parts = loss_fn.components(logits, masks)
-        return loss_fn.total(parts), {k: float(v.detach()) for k, v in parts.items()}
-    return loss_fn(logits, masks), {}
-
-
-def build_m2snet_loss(cfg):
-    """The loss of an :class:`mslib.configs.M2SNetConfig`: M2SNet Eq. 4 with ``cfg.lossnet_weight``."""
-    from mslib.losses.lossnet import M2SNetLoss
-
-    return M2SNetLoss(cfg.lossnet_weight, cfg.lossnet_pretrained, cfg.legacy_bce, cfg.lossnet_resize)
-
-
-def training_kwargs(cfg) -> dict[str, Any]:
-    """Keyword arguments of :func:`mslib.train.engine.fit` for an M2SNet config.
-
-    ``loss_fn`` (Eq. 4), ``step_fn`` (:func:`m2snet_step`), ``param_groups`` (backbone at
-    ``cfg.backbone_lr``, the rest at ``cfg.head_lr``) and ``batch_transform`` (multi-scale
-    training: :class:`mslib.data.RandomBatchResize` over ``cfg.multiscale_sizes``, if any)::
-
-        fit(model, train_loader, val_loader, config=cfg, **training_kwargs(cfg))
-    """
-    # legacy_lr_groups: the official grouping fails silently and trains everything at the head's rate
-    backbone_lr = cfg.head_lr if cfg.legacy_lr_groups else cfg.backbone_lr
-    kwargs: dict[str, Any] = {
-        "loss_fn": build_m2snet_loss(cfg),
-        "step_fn": m2snet_step,
-        "param_groups": lambda m: m2snet_param_groups(m, backbone_lr, cfg.head_lr),
-        "batch_transform": None,
-    }
-    if cfg.multiscale_sizes:
-        from mslib.data import RandomBatchResize
-
-        kwargs["batch_transform"] = RandomBatchResize(tuple(cfg.multiscale_sizes))
-    return kwargs
-
-
-def m2snet_transforms(cfg, train: bool):
-    """The joint ``(image, mask)`` transform of an M2SNet config (Sec. IV-C).
-
-    Resize to ``cfg.image_size``; in training a horizontal flip (``cfg.hflip``) and a rotation in
-    ``[-cfg.rotation, cfg.rotation]`` degrees; ImageNet normalisation (``cfg.normalize="imagenet"``,
-    the backbone's statistics) or none (``"none"``). Multi-scale resizing happens per batch
-    (:func:`training_kwargs`).
-    """
-    from mslib.data import build_transforms
-    from mslib.losses.lossnet import IMAGENET_MEAN, IMAGENET_STD
-
-    if cfg.normalize not in ("imagenet", "none"):
-        raise ValueError(f"cfg.normalize must be 'imagenet' or 'none', got {cfg.normalize!r}")
-    norm = (IMAGENET_MEAN, IMAGENET_STD) if cfg.normalize == "imagenet" else None
-    return build_transforms(train, cfg.image_size, hflip=cfg.hflip, rotation=cfg.rotation, normalize=norm)
-
-
-def cli_recipe(config, in_channels: int, out_channels: int):
-    """``python -m mslib train --model m2snet``: the model and ``fit`` arguments of an M2SNet config.
-
-    M2SNet predicts one sigmoid map (structure loss + LossNet, Eq. 4), so the dataset must be
-    binary; ``in_channels`` comes from the data (grey-scale data gets a 1-channel stem, which
-    ImageNet weights cannot fill: use ``pretrained=False`` or 3-channel images). ``config.lr``
-    (``--lr``) is the head's rate; the backbone keeps its ratio (paper: 0.005 / 0.05).
-    """
-    import dataclasses
-
-    from mslib.cli import Recipe
-
-    if out_channels != 1:
-        raise ValueError(f"m2snet segments one foreground class (sigmoid output, M2SNet Eq. 4); the dataset has "
-                         f"{out_channels} classes: merge them into one foreground or train a multi-class model")
-    ratio = config.backbone_lr / config.head_lr
-    cfg = dataclasses.replace(config, in_channels=in_channels, num_classes=1, head_lr=config.lr,
-                              backbone_lr=config.lr * ratio)
-    return Recipe(build_m2snet(cfg), training_kwargs(cfg))
-
-
-# ---------------------------------------------------------------------------- evaluation (Tables I-IV)
-#: The metrics of each table: polyps (Tables I-II), COVID-19 CT (Table III), breast ultrasound (Table IV).
-TABLE_METRICS = {
-    "polyp": ("mdice", "miou", "wfm", "s_alpha", "e_max", "mae"),
-    "covid": ("dsc", "precision", "recall", "s_alpha", "mae"),
-    "breast": ("jaccard", "precision", "recall", "specificity", "dice"),
-}
-
-
-def table_metrics(table: str = "polyp", official_dice: bool = False) -> dict[str, Any]:
-    """Metric functions ``fn(logits, masks) -> (B,)`` for :func:`mslib.train.engine.evaluate`, as in M2SNet Tables I-IV.
-
-    Everything goes through :mod:`mslib.metrics` on ``p = sigmoid(logits)``: Dice / IoU / Jaccard,
-    precision, recall, specificity on ``p > 0.5``; ``wfm`` (F^w_beta, beta^2 = 1), ``s_alpha``
-    (alpha = 0.5), ``e_max`` (max E-measure over thresholds) and ``mae`` on ``p`` itself. The
-    means over images are the tables' "m" (mDice, mIoU).
-
-    Default Dice: the hard Dice at 0.5 (what the paper's text defines and most papers use).
-    ``official_dice=True`` computes Dice the way the official evaluation does (soft Dice of the
-    per-image min-max normalised ``p``, no threshold: ``dice(p, g, soft=True, minmax=True)``), for
-    comparison with released prediction maps; it only applies to the Dice entries.
-    """
-    from mslib import metrics as M
-
-    if table not in TABLE_METRICS:
-        raise ValueError(f"table must be one of {', '.join(map(repr, TABLE_METRICS))}, got {table!r}")
-
-    def prob(logits):
-        return torch.sigmoid(logits[:, 0].float())
-
-    def gt(masks):
-        return (masks[:, 0] if masks.ndim == 4 else masks).float() > 0.5
-
-    def dice(lg, m):
-        return M.dice(prob(lg), gt(m), soft=True, minmax=True) if official_dice else M.dice(prob(lg), gt(m))
-
-    fns = {
-        "mdice": dice, "dsc": dice, "dice": dice,
-        "miou": lambda lg, m: M.iou(prob(lg), gt(m)), "jaccard": lambda lg, m: M.iou(prob(lg), gt(m)),
-        "precision": lambda lg, m: M.precision(prob(lg), gt(m)),
-        "recall": lambda lg, m: M.recall(prob(lg), gt(m)),
-        "specificity": lambda lg, m: M.specificity(prob(lg), gt(m)),
-        "wfm": lambda lg, m: M.weighted_f_measure(prob(lg), gt(m)),
-        "s_alpha": lambda lg, m: M.s_measure(prob(lg), gt(m)),
-        "e_max": lambda lg, m: M.e_measure(prob(lg), gt(m), mode="max"),
-        "mae": lambda lg, m: M.mae(prob(lg), gt(m)),
-    }
-    return {name: fns[name] for name in TABLE_METRICS[table]}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mslib.blocks.attention import EfficientTransformerBlock
-from mslib.losses.scale_consistency import IntraScaleTokens, batch_norm_affine
+from mslib.blocks.intra_scale import IntraScaleTokens, batch_norm_affine
 
 __all__ = ["PatchEmbed", "Branch", "MSFormer", "MSFormerOutput"]
 
@@ -53,7 +53,8 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, dim: int, patch_size: int, mode: str = "conv3x3"):
         super().__init__()
         if mode not in ("conv3x3", "patch"):
-            raise ValueError(f"patch_embed must be 'conv3x3' (official, overlapping) or 'patch' (non-overlapping), got {mode!r}")
+            raise ValueError("patch_embed must be 'conv3x3' (official, overlapping) or 'patch' (non-overlapping), "
+                             f"got {mode!r}")
         if patch_size not in (1, 2):
             raise ValueError(f"patch_size must be 1 or 2 (MS-Former Sec. 3.1), got {patch_size!r}")
         self.p, self.mode = patch_size, mode
@@ -75,7 +76,7 @@ class PatchEmbed(nn.Module):
 class Branch(nn.Module):
     """One branch ``f``: ``depth`` efficient transformer blocks, each followed by BatchNorm (Sec. 3.1)."""
 
-    def __init__(self, dim: int, depth: int = 2, heads: int = 1, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, depth: int = 2, heads: int = 1, mlp_ratio: float = 2.0):
         super().__init__()
         self.blocks = nn.ModuleList(EfficientTransformerBlock(dim, heads, mlp_ratio) for _ in range(depth))
         self.norms = nn.ModuleList(nn.BatchNorm1d(dim) for _ in range(depth))
@@ -95,14 +96,19 @@ class MSFormer(nn.Module):
 
     ``forward(x)`` takes ``(B, C, H, W)`` images (any H, W >= 2) and returns an
     :class:`MSFormerOutput`. ``with_tokens=True`` (default) also builds the intra-scale tokens
-    of Eq. 7 (:class:`~mslib.losses.scale_consistency.IntraScaleTokens`, whose BN, embedding
+    of Eq. 7 (:class:`~mslib.blocks.intra_scale.IntraScaleTokens`, whose BN, embedding
     and MSA are trained with the model).
+
+    Defaults are those of ``mslib.configs.MSFormerConfig`` (K = 10 clusters, Mix-FFN x2,
+    ``out_norm=True``: the score map is ``softmax(BN(z))``); the published setting is
+    ``n_clusters=100, mlp_ratio=4.0, out_norm=False`` (``MSFormerConfig.PUBLISHED``). Why the
+    defaults differ from the paper: chapter 8 and the Benchmarks page.
     """
 
-    def __init__(self, in_channels: int = 3, n_clusters: int = 100, dim: int = 32, depth: int = 2, heads: int = 1,
-                 mlp_ratio: float = 4.0, patch_embed: str = "conv3x3", up: str = "bilinear",
+    def __init__(self, in_channels: int = 3, n_clusters: int = 10, dim: int = 32, depth: int = 2, heads: int = 1,
+                 mlp_ratio: float = 2.0, patch_embed: str = "conv3x3", up: str = "bilinear",
                  intra_dim: int = 64, intra_grid: int = 8, intra_cell: int = 4, shift: int = 2,
-                 shift_mode: str = "hv", out_norm: bool = False):
+                 shift_mode: str = "hv", out_norm: bool = True):
         super().__init__()
         for name, val in (("in_channels", in_channels), ("n_clusters", n_clusters), ("dim", dim), ("depth", depth)):
             if not isinstance(val, int) or val < 1:

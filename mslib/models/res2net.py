@@ -22,18 +22,18 @@ E^5    layer4             2048         11
 
 ``width_mult`` and ``layers`` make a narrow/shallow version for the CPU ``quick`` profile.
 ImageNet weights (only for the default architecture) come through
-:mod:`mslib.models.pretrained` from the official Res2Net URL into the torch hub cache.
+:mod:`mslib.weights` from the official Res2Net URL into the torch hub cache.
 The module names follow the official release so that its state dict loads unchanged.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from mslib.models.pretrained import Pretrained, load_state_dict_into, load_weights
+from mslib.weights import Pretrained, load_state_dict_into, load_weights
 
 __all__ = ["Bottle2neck", "Res2Net", "res2net50_v1b_26w_4s"]
 
@@ -148,7 +148,7 @@ class Res2Net(nn.Module):
 
 def res2net50_v1b_26w_4s(pretrained: Pretrained = False, width_mult: float = 1.0,
                          layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3) -> Res2Net:
-    """Res2Net-50 v1b 26w x 4s; ``pretrained`` is True / False / "auto" / a path (:mod:`mslib.models.pretrained`).
+    """Res2Net-50 v1b 26w x 4s; ``pretrained`` is True / False / "auto" / a path (:mod:`mslib.weights`).
 
     ImageNet weights need the default ``width_mult``, ``layers`` and ``in_channels``; asking for
     them with another architecture is an error (with ``"auto"``: a warning, random init).

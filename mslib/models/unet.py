@@ -33,7 +33,7 @@ With ``norm="none"`` every convolution has a bias instead and ``block(a, b) = 9a
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -105,7 +105,8 @@ class UNet(nn.Module):
         else:
             drops = [float(d) for d in dropout]
             if len(drops) != depth + 1:
-                raise ValueError(f"UNet: dropout needs one value per encoder level (depth + 1 = {depth + 1}), got {len(drops)}")
+                raise ValueError(f"UNet: dropout needs one value per encoder level (depth + 1 = {depth + 1}), "
+                                 f"got {len(drops)}")
         if any(not 0.0 <= d < 1.0 for d in drops):
             raise ValueError(f"UNet: dropout values must be in [0, 1), got {drops}")
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth

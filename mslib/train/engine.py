@@ -1,7 +1,15 @@
-"""The one supervised training engine: ``fit`` and ``evaluate``, used by every chapter.
+"""The one training engine: ``fit`` and ``evaluate``, used by every chapter, the CLI and the benchmarks.
 
-A method brings a model, a loss and (optionally) parameter groups, a per-batch transform
-or its own step function; everything else lives here once:
+A method brings a model (or several), a loss and (optionally) parameter groups, a per-batch
+transform or its own step function; everything else lives here once:
+
+- extension points: a step function ``step_fn(ctx, batch)`` that sees a :class:`StepContext`
+  (epoch, global step, total steps, the models and optimisers), per-step hooks, several
+  models with their own optimisers and schedules (cross teaching), several train loaders
+  whose batches arrive together (labelled + unlabelled), iteration-based epochs
+  (``config.steps_per_epoch``), a custom validation (``evaluate_fn``) and the best epoch's
+  weights (``best_metric``). Supervised training (chapters 2, 6), per-image self-supervised
+  optimisation (:mod:`mslib.train.selfsup`) and semi-supervised cross teaching all run here;
 
 - optimiser ("sgd" with momentum / Nesterov / weight decay, "adam", "adamw") over parameter
   groups that keep their own learning rates (M2SNet Sec. IV-B: backbone 0.005, rest 0.05);
@@ -13,7 +21,7 @@ or its own step function; everything else lives here once:
 - a ``tqdm.auto`` bar per epoch with the running loss (``TQDM_DISABLE=1`` or
   ``progress=False`` turn it off), a :class:`History` (list of dicts, CSV on disk);
 - a checkpoint after every epoch (``out_dir/last.pt``, written to a temporary file and
-  renamed, loadable with ``weights_only=True``) holding model, optimiser, scheduler,
+  renamed, loadable with ``weights_only=True``) holding models, optimisers, schedulers,
   scaler, epoch, step, history and every RNG state (torch, CUDA, NumPy, Python, the
   DataLoader's generators), so that a resumed run ends with exactly the weights of an
   uninterrupted one (with ``num_workers=0`` or non-persistent workers: DataLoader workers
@@ -50,17 +58,18 @@ from mslib.train import distributed as D
 from mslib.train.schedule import SCHEDULES, build_scheduler
 from mslib.utils import get_device, seed_everything
 
-__all__ = ["History", "fit", "evaluate", "build_optimizer", "autocast_settings", "default_metrics",
+__all__ = ["History", "StepContext", "fit", "evaluate", "build_optimizer", "autocast_settings", "default_metrics",
            "dice_metric", "iou_metric", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
-           "OPTIMIZERS", "CHECKPOINT"]
+           "OPTIMIZERS", "CHECKPOINT", "BEST_CHECKPOINT"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 HISTORY_CSV = "history.csv"
-_FORMAT = 1
+_FORMAT = 2
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-StepFn = Callable[[nn.Module, Sequence[torch.Tensor], Callable], "tuple[torch.Tensor, Mapping[str, Any]]"]
+StepFn = Callable[["StepContext", Any], Any]  # (ctx, batch) -> loss | (loss, logs) | None
 
 
 # ---------------------------------------------------------------------------------- history
@@ -165,6 +174,10 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"config.schedule={config.schedule!r}; valid schedules are {', '.join(map(repr, SCHEDULES))}")
     if not isinstance(config.epochs, int) or config.epochs < 1:
         raise ValueError(f"config.epochs must be a positive int, got {config.epochs!r}")
+    if config.steps_per_epoch is not None and (not isinstance(config.steps_per_epoch, int) or config.steps_per_epoch < 1):
+        raise ValueError(f"config.steps_per_epoch must be None or a positive int, got {config.steps_per_epoch!r}")
+    if config.seed is not None and not isinstance(config.seed, int):
+        raise ValueError(f"config.seed must be an int or None, got {config.seed!r}")
     if config.grad_clip is not None and not config.grad_clip > 0:
         raise ValueError(f"config.grad_clip must be None or > 0, got {config.grad_clip!r}")
     if config.amp_dtype not in (None, "float16", "bfloat16"):
@@ -235,11 +248,16 @@ def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _plain(x: Any, device: torch.device) -> Any:
+def _to_device(x: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples, lists and dicts) on ``device`` as plain tensors (tv_tensors unwrapped)."""
     if isinstance(x, torch.Tensor):
         if type(x) is not torch.Tensor:  # tv_tensors.Image / Mask -> plain tensors (no wrapper overhead)
             x = x.as_subclass(torch.Tensor)
         return x.to(device, non_blocking=True)
+    if isinstance(x, Mapping):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return tuple(_to_device(v, device) for v in x)
     return x
 
 
@@ -248,7 +266,7 @@ def _split_batch(batch: Any, device: torch.device) -> tuple:
         raise TypeError("batches must be (images, masks) tuples, got a dict; return tuples from the dataset")
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(f"batches must be (images, masks) tuples, got {type(batch).__name__}")
-    return tuple(_plain(x, device) for x in batch)
+    return _to_device(batch, device)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -266,7 +284,8 @@ def _loader_generators(loader: DataLoader | None) -> dict[str, torch.Generator]:
         return out
     candidates = {"loader": getattr(loader, "generator", None),
                   "sampler": getattr(getattr(loader, "sampler", None), "generator", None),
-                  "batch_sampler": getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)}
+                  "batch_sampler": getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
+                  "batch_sampler_own": getattr(getattr(loader, "batch_sampler", None), "generator", None)}
     ids = set()
     for name, g in candidates.items():
         if isinstance(g, torch.Generator) and id(g) not in ids:
@@ -275,8 +294,17 @@ def _loader_generators(loader: DataLoader | None) -> dict[str, torch.Generator]:
     return out
 
 
-def rng_state(loader: DataLoader | None = None) -> dict[str, Any]:
-    """Every RNG state that decides the next batches, as tensors and plain types (``weights_only``-safe)."""
+def _named_loaders(loader) -> dict[str, Any]:
+    if loader is None:
+        return {}
+    return dict(loader) if isinstance(loader, Mapping) else {"train": loader}
+
+
+def rng_state(loader: DataLoader | Mapping[str, DataLoader] | None = None) -> dict[str, Any]:
+    """Every RNG state that decides the next batches, as tensors and plain types (``weights_only``-safe).
+
+    ``loader``: one DataLoader or a dict of them; their generators (loader, sampler, batch sampler) are saved too.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, pystate, gauss_next = random.getstate()
     state: dict[str, Any] = {
@@ -284,24 +312,26 @@ def rng_state(loader: DataLoader | None = None) -> dict[str, Any]:
         "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "python": {"version": int(version), "state": torch.tensor(pystate, dtype=torch.int64), "gauss_next": gauss_next},
-        "loader": {name: g.get_state() for name, g in _loader_generators(loader).items()},
+        "loaders": {ln: {name: g.get_state() for name, g in _loader_generators(ld).items()}
+                    for ln, ld in _named_loaders(loader).items()},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
-def set_rng_state(state: Mapping[str, Any], loader: DataLoader | None = None) -> None:
+def set_rng_state(state: Mapping[str, Any], loader: DataLoader | Mapping[str, DataLoader] | None = None) -> None:
     """Restore what :func:`rng_state` captured."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
-    gens = _loader_generators(loader)
-    for name, g_state in state.get("loader", {}).items():
-        if name in gens:
-            gens[name].set_state(g_state)
+    for ln, ld in _named_loaders(loader).items():
+        gens = _loader_generators(ld)
+        for name, g_state in state.get("loaders", {}).get(ln, {}).items():
+            if name in gens:
+                gens[name].set_state(g_state)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -410,98 +440,274 @@ def _progress(iterable, progress: bool, **kw):
     return tqdm(iterable, **kw)
 
 
-def _group_names(optimizer: torch.optim.Optimizer) -> list[str]:
+def _group_names(optimizer: torch.optim.Optimizer, prefix: str = "") -> list[str]:
     groups = optimizer.param_groups
     if len(groups) == 1:
-        return ["lr"]
-    return [f"lr_{g.get('name', i)}" for i, g in enumerate(groups)]
+        return [f"lr_{prefix}" if prefix else "lr"]
+    head = f"lr_{prefix}_" if prefix else "lr_"
+    return [f"{head}{g.get('name', i)}" for i, g in enumerate(groups)]
 
 
-def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], config: TrainConfig,
-        param_groups: Sequence[Mapping] | Callable[[nn.Module], Sequence[Mapping]] | None = None,
+@dataclasses.dataclass
+class StepContext:
+    """What a step function and a step hook know about the run (one object, updated in place).
+
+    ``epoch`` counts from 0; ``step`` is the global index of the current step (0 for the first
+    step of the run, ``total_steps - 1`` for the last), so a ramp-up reads ``ctx.step /
+    ctx.total_steps``; ``steps_per_epoch`` as the engine counts them. ``model`` is what the
+    step should call (the DDP wrapper under torchrun): one module, or a dict of them when
+    ``fit`` was given several models; ``models`` are always the plain modules by name.
+    ``optimizers``/``schedulers`` by model name. ``loss_fn`` and ``config`` as given to
+    :func:`fit`. A step or hook calls :meth:`stop` to end training after the current step
+    (the epoch is then recorded and checkpointed as usual).
+    """
+
+    epoch: int
+    step: int
+    total_steps: int
+    steps_per_epoch: int
+    model: Any
+    models: dict
+    optimizers: dict
+    schedulers: dict
+    loss_fn: Callable | None
+    config: TrainConfig
+    device: torch.device
+    stop_requested: bool = False
+
+    def stop(self) -> None:
+        """End training after this step."""
+        self.stop_requested = True
+
+
+def _default_step(ctx: StepContext, batch) -> torch.Tensor:
+    if isinstance(ctx.model, Mapping):
+        raise TypeError("fit with several models needs a step_fn(ctx, batch) that says how they are trained together")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(f"batches must be (images, masks) tuples for the default step, got {type(batch).__name__}; "
+                        "return tuples from the dataset or pass a step_fn")
+    return ctx.loss_fn(ctx.model(batch[0]), batch[1])
+
+
+def _unpack_step(out) -> tuple[torch.Tensor | None, Mapping[str, Any]]:
+    if out is None or isinstance(out, torch.Tensor):
+        return out, {}
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return out[0], (out[1] or {})
+    raise TypeError("step_fn must return a loss tensor, (loss, logs) or None (no update this step); "
+                    f"got {type(out).__name__}")
+
+
+def _as_models(model) -> dict[str, nn.Module]:
+    if isinstance(model, nn.Module):
+        return {"model": model}
+    if isinstance(model, Mapping) and model and all(isinstance(m, nn.Module) for m in model.values()):
+        return dict(model)
+    raise TypeError("model must be an nn.Module or a non-empty dict of name -> nn.Module, "
+                    f"got {type(model).__name__}")
+
+
+def _as_loaders(loader) -> tuple[dict[str, Any], bool]:
+    if isinstance(loader, Mapping):
+        if not loader:
+            raise ValueError("train_loader is an empty dict; give one loader or a dict name -> loader")
+        return dict(loader), True
+    return {"train": loader}, False
+
+
+def _loader_len(name: str, loader) -> int:
+    try:
+        return len(loader)
+    except TypeError as exc:
+        raise ValueError(f"train loader {name!r} has no length (IterableDataset); fit needs a map-style dataset "
+                         "or config.steps_per_epoch") from exc
+
+
+class _Batches:
+    """One epoch's batches: the first loader sets the pace; the others (and the first, when
+    ``config.steps_per_epoch`` asks for more steps than it holds) start over when exhausted.
+    Iterators are created afresh at every epoch, so a run resumed at an epoch boundary sees
+    exactly the batches of an uninterrupted one."""
+
+    def __init__(self, loaders: dict[str, Any], several: bool, device: torch.device, epoch: int):
+        self.loaders, self.several, self.device, self.epoch = loaders, several, device, epoch
+        self.restarts = {k: 0 for k in loaders}
+        self.iters = {k: self._start(k) for k in loaders}
+
+    def _start(self, name: str):
+        sampler = getattr(self.loaders[name], "sampler", None)
+        bsampler = getattr(self.loaders[name], "batch_sampler", None)
+        for s in (sampler, bsampler):
+            if hasattr(s, "set_epoch"):
+                s.set_epoch(self.epoch * 1000 + self.restarts[name])
+        return iter(self.loaders[name])
+
+    def _next(self, name: str):
+        try:
+            return next(self.iters[name])
+        except StopIteration:
+            self.restarts[name] += 1
+            self.iters[name] = self._start(name)
+            try:
+                return next(self.iters[name])
+            except StopIteration:
+                raise ValueError(f"train loader {name!r} yields no batches; use more data or a smaller batch") from None
+
+    def next(self):
+        if self.several:
+            return {k: _to_device(self._next(k), self.device) for k in self.loaders}
+        return _to_device(self._next("train"), self.device)
+
+
+def fit(model: nn.Module | Mapping[str, nn.Module], train_loader: DataLoader | Mapping[str, DataLoader],
+        val_loader: DataLoader | None = None, *,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, config: TrainConfig,
+        param_groups: Any = None, optim_configs: Mapping[str, TrainConfig] | None = None,
         metrics: Mapping[str, MetricFn] | None = None, out_dir: str | os.PathLike | None = None,
         resume: bool = True, batch_transform: Callable | None = None, step_fn: StepFn | None = None,
         device: str | torch.device | None = None, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
-    """Train ``model`` for ``config.epochs`` epochs; return the :class:`History`.
+        callbacks: Sequence[Callable[[int, dict], None]] = (),
+        step_hooks: Sequence[Callable[[StepContext, Mapping[str, float]], None]] = (),
+        evaluate_fn: Callable[[StepContext, Any], Mapping[str, float]] | None = None,
+        best_metric: str | None = None, distributed: bool = True, identity: Mapping[str, Any] | None = None,
+        on_resume: Callable[[Mapping[str, Any]], None] | None = None) -> History:
+    """Train for ``config.epochs`` epochs; return the :class:`History`. The one training loop of mslib.
+
+    Supervised training needs ``model``, loaders, ``loss_fn`` and ``config``. The same loop runs
+    self-supervised per-image optimisation and semi-supervised cross teaching through its
+    extension points: a step function with a :class:`StepContext`, per-step hooks, several
+    models and optimisers, several train loaders.
 
     Args:
-        model: an ``nn.Module`` returning logits (B, K, H, W).
-        train_loader / val_loader: DataLoaders of ``(images, masks)``. Under torchrun the
-            train loader gets a ``DistributedSampler`` and validation is sharded over ranks.
-        loss_fn: ``loss(logits, masks) -> scalar`` (e.g. :func:`mslib.losses.dice.dice_bce`).
-        config: a :class:`~mslib.configs.TrainConfig` (optimiser, schedule, epochs, AMP, seed ...).
-        param_groups: list of ``{"params": [...], "lr": ...}`` or ``model -> list``; each group
-            keeps its own base lr, which the schedule scales. Default: one group at ``config.lr``.
-        metrics: validation metrics ``name -> fn(logits, masks) -> per-image tensor``
-            (default Dice and IoU); recorded as ``val_<name>``, with ``val_loss``.
-        out_dir: where ``history.csv`` and ``last.pt`` go (nothing is written if None).
+        model: an ``nn.Module`` returning logits (B, K, H, W), or a dict ``name -> nn.Module``
+            (several models, each with its own optimiser and schedule; e.g. cross teaching).
+        train_loader: a DataLoader of ``(images, masks)``, or a dict ``name -> DataLoader`` whose
+            batches reach the step function together as a dict ``{name: batch}`` (labelled +
+            unlabelled streams). The first loader sets the epoch length unless
+            ``config.steps_per_epoch`` does; the others start over when exhausted. Under
+            torchrun each gets a ``DistributedSampler`` (a custom batch sampler must offer
+            ``shard(rank, world)``).
+        val_loader: validation batches, evaluated after every epoch (sharded over ranks).
+        loss_fn: ``loss(logits, masks) -> scalar`` for the default step (e.g.
+            :func:`mslib.losses.dice_bce`); passed to a custom step as ``ctx.loss_fn``.
+        config: a :class:`~mslib.configs.TrainConfig` (optimiser, schedule, epochs, AMP, seed;
+            ``steps_per_epoch`` for iteration-based training; ``seed=None`` leaves every RNG alone).
+        param_groups: ``[{"params": [...], "lr": ...}, ...]`` or ``model -> list``; with several
+            models a dict ``name -> groups``. Default: every trainable parameter at the lr.
+        optim_configs: with several models, ``name -> TrainConfig`` giving that model's optimiser,
+            lr, weight decay and schedule (default ``config`` for all).
+        metrics: validation metrics ``name -> fn(logits, masks) -> per-image tensor`` (default
+            Dice and IoU), recorded as ``val_<name>`` (``val_<model>_<name>`` with several models).
+        out_dir: where ``history.csv``, ``last.pt`` (and ``best.pt``) go; nothing is written if None.
         resume: continue from ``out_dir/last.pt`` if it exists.
-        batch_transform: ``(images, masks) -> (images, masks)`` applied on the device to each
-            training batch (e.g. multi-scale resizing).
-        step_fn: ``(model, batch, loss_fn) -> (loss, logs)`` replacing the default
-            ``loss_fn(model(images), masks)`` (auxiliary losses, several outputs ...);
-            ``logs`` values are averaged per epoch as ``train_<key>``.
-        device: "auto", "cpu", "cuda", ... (None: where the model already is).
-        progress: show a tqdm bar per epoch (also off with ``TQDM_DISABLE=1``).
-        callbacks: ``fn(epoch, record)`` called after each epoch's checkpoint (epochs count from 1).
+        batch_transform: ``(images, masks) -> (images, masks)`` on the device for each training
+            batch, before the step (e.g. multi-scale resizing).
+        step_fn: ``step_fn(ctx, batch) -> loss | (loss, logs) | None`` replacing the default
+            ``loss_fn(ctx.model(images), masks)``. ``logs`` values are averaged per epoch as
+            ``train_<key>``; ``None`` skips the update (no backward, no optimiser step).
+        device: "auto", "cpu", "cuda", ... (None: where the first model already is).
+        progress: a tqdm bar per epoch (``TQDM_DISABLE=1`` turns it off whatever this says).
+        callbacks: ``fn(epoch, record)`` after each epoch's checkpoint (epochs count from 1).
+        step_hooks: ``fn(ctx, logs)`` after every optimiser step (an EMA teacher, a ramp-up log).
+        evaluate_fn: ``fn(ctx, val_loader) -> {name: value}`` replacing the default validation
+            (e.g. per-volume metrics of several models); values are recorded as ``val_<name>``.
+        best_metric: a record key (e.g. ``"val_dice"``; "min" when it contains "loss", else
+            "max"): the models of its best epoch are saved to ``out_dir/best.pt``.
+        distributed: allow DDP under torchrun (False: train in this process alone, e.g.
+            per-image optimisation inside a distributed evaluation).
+        identity: what this run is (model, data, profile, config hash ...): stored in the
+            checkpoint and handed back with the checkpoint to ``on_resume`` before anything is loaded.
+        on_resume: ``fn(checkpoint)`` called before resuming from ``out_dir/last.pt``: raise to refuse.
     """
+    models = _as_models(model)
     _check_config(config)
-    if not callable(loss_fn) and step_fn is None:
+    for name, c in (optim_configs or {}).items():
+        if name not in models:
+            raise ValueError(f"optim_configs has {name!r}, which is not a model name ({', '.join(models)})")
+        _check_config(c)
+    if step_fn is None and not callable(loss_fn):
         raise TypeError("fit needs loss_fn=callable(logits, masks) (or a step_fn)")
-    started_group = D.init_from_env(device)
+    if step_fn is None and len(models) > 1:
+        raise TypeError("fit with several models needs a step_fn(ctx, batch) that says how they are trained together")
+    started_group = D.init_from_env(device) if distributed else False
     try:
-        return _fit(model, train_loader, val_loader, loss_fn=loss_fn, config=config, param_groups=param_groups,
+        return _fit(models, not isinstance(model, nn.Module), train_loader, val_loader, loss_fn=loss_fn,
+                    config=config, param_groups=param_groups, optim_configs=dict(optim_configs or {}),
                     metrics=metrics, out_dir=out_dir, resume=resume, batch_transform=batch_transform,
-                    step_fn=step_fn, device=device, progress=progress, callbacks=callbacks)
+                    step_fn=step_fn, device=device, progress=progress, callbacks=callbacks, step_hooks=step_hooks,
+                    evaluate_fn=evaluate_fn, best_metric=best_metric, identity=identity, on_resume=on_resume)
     finally:
         if started_group:
             D.cleanup()
 
 
-def _fit(model, train_loader, val_loader, *, loss_fn, config, param_groups, metrics, out_dir, resume,
-         batch_transform, step_fn, device, progress, callbacks) -> History:
+def _groups_for(name: str, several: bool, param_groups):
+    if not several:
+        return param_groups
+    if param_groups is None:
+        return None
+    if not isinstance(param_groups, Mapping):
+        raise TypeError("with several models, param_groups must be a dict name -> groups (or callable)")
+    return param_groups.get(name)
+
+
+def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_groups, optim_configs, metrics,
+         out_dir, resume, batch_transform, step_fn, device, progress, callbacks, step_hooks, evaluate_fn,
+         best_metric, identity, on_resume) -> History:
     rank, world = D.get_rank(), D.get_world_size()
-    dev = _model_device(model) if device is None else get_device(device)
+    first = next(iter(models.values()))
+    dev = _model_device(first) if device is None else get_device(device)
     if D.is_distributed() and dev.type == "cuda":
         dev = torch.device("cuda", D.env_world()[2])
-    seed_everything(config.seed + rank)
-    model.to(dev)
+    if config.seed is not None:
+        seed_everything(config.seed + rank)
+    for m in models.values():
+        m.to(dev)
     out = Path(out_dir) if out_dir is not None else None
     main = D.is_main()
 
-    train_loader = D.distributed_train_loader(train_loader, seed=config.seed)
-    try:
-        steps_per_epoch = len(train_loader)
-    except TypeError as exc:
-        raise ValueError("train_loader has no length (IterableDataset); fit needs a map-style dataset") from exc
+    loaders, several_loaders = _as_loaders(train_loader)
+    loaders = {k: D.distributed_train_loader(v, seed=config.seed or 0) for k, v in loaders.items()}
+    lead_name = next(iter(loaders))
+    steps_per_epoch = config.steps_per_epoch or _loader_len(lead_name, loaders[lead_name])
     if steps_per_epoch == 0:
-        raise ValueError(f"train_loader yields no batches ({len(train_loader.dataset)} items, batch_size="
-                         f"{train_loader.batch_size}, drop_last={train_loader.drop_last}); use more data or a smaller batch")
+        ld = loaders[lead_name]
+        raise ValueError(f"train_loader yields no batches ({len(ld.dataset)} items, batch_size={ld.batch_size}, "
+                         f"drop_last={ld.drop_last}); use more data or a smaller batch")
     val_shard, val_sharded = D.shard_loader(val_loader) if val_loader is not None else (None, False)
     metrics = default_metrics() if metrics is None else dict(metrics)
 
-    optimizer = build_optimizer(model, config, param_groups)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-    scheduler = build_scheduler(optimizer, total_steps, config.schedule, warmup_steps, config.poly_power,
-                                config.min_lr_ratio)
+    optimizers, schedulers = {}, {}
+    for name, m in models.items():
+        c = optim_configs.get(name, config)
+        opt = build_optimizer(m, c, _groups_for(name, several, param_groups))
+        optimizers[name] = opt
+        schedulers[name] = build_scheduler(opt, total_steps, c.schedule, int(round(c.warmup_epochs * steps_per_epoch)),
+                                           c.poly_power, c.min_lr_ratio)
     amp_on, amp_dtype, use_scaler = autocast_settings(dev, config)
     scaler = torch.amp.GradScaler("cuda" if dev.type == "cuda" else "cpu", enabled=use_scaler)
 
     history = History()
-    start_epoch, global_step, restored_rng = 0, 0, None
+    start_epoch, global_step, restored_rng, best = 0, 0, None, None
     ckpt_path = out / CHECKPOINT if out is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
+        if on_resume is not None:
+            on_resume(ckpt)
+        missing = [k for k in models if k not in ckpt["models"]]
+        if missing:
+            raise RuntimeError(f"checkpoint {ckpt_path} holds models {sorted(ckpt['models'])}, this run trains "
+                               f"{sorted(models)}; use another out_dir or pass resume=False")
         try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError) as exc:
+            for name, m in models.items():
+                m.load_state_dict(ckpt["models"][name])
+                optimizers[name].load_state_dict(ckpt["optimizers"][name])
+        except (RuntimeError, ValueError, KeyError) as exc:
             raise RuntimeError(f"checkpoint {ckpt_path} does not fit this model/optimiser ({exc}); "
                                "use another out_dir or pass resume=False") from exc
-        scheduler.load_state_dict(ckpt["scheduler"])
+        for name in models:
+            schedulers[name].load_state_dict(ckpt["schedulers"][name])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("total_steps") != total_steps and main:
@@ -509,6 +715,7 @@ def _fit(model, train_loader, val_loader, *, loss_fn, config, param_groups, metr
                   f"{total_steps}; the learning-rate schedule continues with the new length")
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
         history = History(ckpt["history"])
+        best = ckpt.get("best")
         states = ckpt["rng"]
         restored_rng = states[rank] if len(states) == world else None
         if restored_rng is None and main:
@@ -517,82 +724,125 @@ def _fit(model, train_loader, val_loader, *, loss_fn, config, param_groups, metr
         if main:
             print(f"resumed from {ckpt_path} after epoch {start_epoch}")
 
-    net: nn.Module = model
+    nets: dict[str, nn.Module] = dict(models)
     if D.is_distributed():
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=bool(config.extra.get("ddp_find_unused_parameters", False)))
+        find_unused = bool(config.extra.get("ddp_find_unused_parameters", False))
+        nets = {k: DistributedDataParallel(m, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                           find_unused_parameters=find_unused) for k, m in models.items()}
     if restored_rng is not None:  # last: nothing between here and the first batch may draw random numbers
-        set_rng_state(restored_rng, train_loader)
+        set_rng_state(restored_rng, loaders)
 
-    lr_keys = _group_names(optimizer)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ctx = StepContext(epoch=start_epoch, step=global_step, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                      model=nets if several else nets["model"], models=models, optimizers=optimizers,
+                      schedulers=schedulers, loss_fn=loss_fn, config=config, device=dev)
+    step = step_fn or _default_step
+    lr_keys = [(name, _group_names(opt, name if several else "")) for name, opt in optimizers.items()]
+    params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+    clips = {name: optim_configs.get(name, config).grad_clip for name in models}
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        net.train()
-        loss_sum, n_batches, log_sums = 0.0, 0, {}
-        last_lrs = [g["lr"] for g in optimizer.param_groups]
-        bar = _progress(train_loader, progress, desc=f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch,
-                        leave=True, dynamic_ncols=True)
-        for batch in bar:
-            batch = _split_batch(batch, dev)
+        ctx.epoch = epoch
+        for net in nets.values():
+            net.train()
+        batches = _Batches(loaders, several_loaders, dev, epoch)
+        loss_sum, n_batches, n_updates, log_sums = 0.0, 0, 0, {}
+        last_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in optimizers.items()}
+        bar = _progress(range(steps_per_epoch), progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=True,
+                        dynamic_ncols=True)
+        for _ in bar:
+            batch = batches.next()
             if batch_transform is not None:
+                if not isinstance(batch, tuple) or len(batch) < 2:
+                    raise TypeError("batch_transform needs (images, masks) batches; with several loaders, "
+                                    "transform inside the step_fn")
                 batch = tuple(batch_transform(batch[0], batch[1])) + tuple(batch[2:])
+            ctx.step = global_step
             with _autocast(dev, amp_on, amp_dtype):
-                if step_fn is not None:
-                    loss, logs = step_fn(net, batch, loss_fn)
-                else:
-                    loss, logs = loss_fn(net(batch[0]), batch[1]), {}
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, step {global_step + 1}; "
-                                         "lower config.lr, set config.grad_clip, or check the data and loss")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            last_lrs = [g["lr"] for g in optimizer.param_groups]
-            scheduler.step()
+                loss, logs = _unpack_step(step(ctx, batch))
+            if loss is not None:
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, step {global_step + 1}; "
+                                             "lower config.lr, set config.grad_clip, or check the data and loss")
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                for name, opt in optimizers.items():
+                    if clips[name] is not None:
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(params[name], clips[name])
+                for opt in optimizers.values():
+                    scaler.step(opt)
+                scaler.update()
+                last_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in optimizers.items()}
+                loss_sum += loss_value
+                n_updates += 1
+                for sched in schedulers.values():
+                    sched.step()
             global_step += 1
-            loss_sum += loss_value
             n_batches += 1
             for k, v in (logs or {}).items():
                 log_sums[k] = log_sums.get(k, 0.0) + float(v)
-            if hasattr(bar, "set_postfix") and (n_batches % 5 == 0 or n_batches == steps_per_epoch):
-                bar.set_postfix(loss=f"{loss_sum / n_batches:.4f}", refresh=False)
+            for hook in step_hooks:
+                hook(ctx, logs)
+            if hasattr(bar, "set_postfix") and n_updates and (n_batches % 5 == 0 or n_batches == steps_per_epoch):
+                bar.set_postfix(loss=f"{loss_sum / n_updates:.4f}", refresh=False)
+            if ctx.stop_requested:
+                break
 
-        sums = D.all_reduce_sum(torch.tensor([loss_sum, n_batches] + list(log_sums.values()), dtype=torch.float64))
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": global_step, "train_loss": float(sums[0] / sums[1])}
+        sums = D.all_reduce_sum(torch.tensor([loss_sum, n_updates, n_batches] + list(log_sums.values()),
+                                             dtype=torch.float64))
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": global_step,
+                                  "train_loss": float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")}
         for i, k in enumerate(log_sums):
-            record[f"train_{k}"] = float(sums[2 + i] / sums[1])
-        D.broadcast_buffers(model)
+            record[f"train_{k}"] = float(sums[3 + i] / sums[2])
+        for m in models.values():
+            D.broadcast_buffers(m)
         if val_shard is not None:
-            ev = _evaluate(model, val_shard, metrics, dev, loss_fn if step_fn is None else None,
-                           (amp_on, amp_dtype), reduce=val_sharded)
-            record.update({f"val_{k}": v for k, v in ev.items() if k != "per_image"})
-        record.update(dict(zip(lr_keys, last_lrs)))
+            if evaluate_fn is not None:
+                record.update({f"val_{k}": v for k, v in evaluate_fn(ctx, val_shard).items()})
+            else:
+                for name, m in models.items():
+                    ev = _evaluate(m, val_shard, metrics, dev, loss_fn if step_fn is None else None,
+                                   (amp_on, amp_dtype), reduce=val_sharded)
+                    prefix = f"val_{name}_" if several else "val_"
+                    record.update({f"{prefix}{k}": v for k, v in ev.items() if k != "per_image"})
+        for name, keys in lr_keys:
+            record.update(dict(zip(keys, last_lrs[name])))
         record["time"] = round(time.perf_counter() - t0, 3)
+        improved = False
+        if best_metric is not None:
+            if best_metric not in record:
+                raise KeyError(f"best_metric={best_metric!r} is not in the epoch record ({', '.join(record)})")
+            value = record[best_metric]
+            lower = "loss" in best_metric
+            if isinstance(value, (int, float)) and math.isfinite(value) and (
+                    best is None or (value < best["value"] if lower else value > best["value"])):
+                best, improved = {"metric": best_metric, "value": float(value), "epoch": epoch + 1}, True
+            record[f"best_{best_metric}"] = best["value"] if best else float("nan")
         history.append(record)
         if hasattr(bar, "set_postfix"):
             shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("val_") and isinstance(v, float)}
             bar.set_postfix(loss=f"{record['train_loss']:.4f}", **shown)
             bar.close()
 
-        states = D.all_gather_object(rng_state(train_loader))
+        states = D.all_gather_object(rng_state(loaders))
         if out is not None and main:
             history.to_csv(out / HISTORY_CSV)
+            if improved:
+                save_checkpoint(out / BEST_CHECKPOINT, {"format": _FORMAT, "epoch": epoch + 1, "best": best,
+                                                        "models": {k: m.state_dict() for k, m in models.items()}})
             save_checkpoint(ckpt_path, {
                 "format": _FORMAT, "epoch": epoch + 1, "global_step": global_step, "total_steps": total_steps,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "history": history.records, "rng": states, "config": _config_json(config),
+                "models": {k: m.state_dict() for k, m in models.items()},
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "scaler": scaler.state_dict(),
+                "history": history.records, "rng": states, "config": _config_json(config), "best": best,
+                "identity": dict(identity) if identity is not None else None,
             })
         D.barrier()
         for cb in callbacks:
             cb(epoch + 1, record)
+        if ctx.stop_requested:
+            break
     return history

@@ -1,6 +1,8 @@
-"""Per-image self-supervised optimisation of MS-Former (MS-Former Sec. 2.2 and 3.1).
+"""Per-image self-supervised optimisation of MS-Former (MS-Former Sec. 2.2 and 3.1), on the one engine.
 
-For every image a *fresh* :class:`~mslib.models.msformer.MSFormer` is trained on that image
+:func:`optimise_image` runs :func:`mslib.train.fit` on a single image with a step function;
+the MS-Former recipe (:func:`mslib.recipes.msformer.segment_image`) builds the fresh model
+for each image and calls it. For every image a *fresh* MS-Former is trained on that image
 alone: SGD (lr 0.1, momentum 0.9), at most 50 iterations, each minimising the joint loss
 (MS-Former Eq. 10) on the current argmax pseudo-labels; the loop stops early once the argmax
 map holds at most ``min_clusters`` distinct clusters (official code: 3). The returned cluster
@@ -17,7 +19,6 @@ iteration (MS-Former Fig. 5), and ``callback(info)`` is called after every forwa
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -25,14 +26,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from torch import nn
 
 from mslib.clustering import evaluate_clusters
-from mslib.configs import MSFormerConfig
+from mslib.configs import MSFormerConfig, TrainConfig
 from mslib.losses.scale_consistency import correlation_matrix, joint_loss
-from mslib.models.msformer import MSFormer
+from mslib.train.engine import _progress, fit
 
-__all__ = ["SelfSupResult", "prepare_image", "build_model", "segment_image", "segment_images", "evaluate_results"]
+__all__ = ["SelfSupResult", "prepare_image", "optimise_image", "per_image", "evaluate_results"]
 
 
 @dataclass
@@ -91,11 +93,11 @@ def prepare_image(image, size: int | None, standardize: bool = True) -> torch.Te
     return x
 
 
-def build_model(cfg: MSFormerConfig, in_channels: int = 3) -> MSFormer:
-    """A fresh :class:`MSFormer` from a config (uses the global torch RNG for its initialisation)."""
-    return MSFormer(in_channels, cfg.n_clusters, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.patch_embed,
-                    intra_dim=cfg.intra_dim, intra_grid=cfg.intra_grid, intra_cell=cfg.intra_cell,
-                    shift=cfg.shift, shift_mode=cfg.shift_mode, out_norm=cfg.out_norm)
+def _selfsup_train_config(cfg: MSFormerConfig) -> TrainConfig:
+    """The engine settings of the per-image optimisation: SGD, constant rate, ``max_iters`` steps, no seeding."""
+    return TrainConfig(profile=cfg.profile, epochs=1, steps_per_epoch=cfg.max_iters, batch_size=1,
+                       image_size=cfg.image_size, optimizer="sgd", lr=cfg.lr, momentum=cfg.momentum,
+                       weight_decay=0.0, schedule="constant", amp=False, seed=None)
 
 
 def _check_cfg(cfg: MSFormerConfig) -> None:
@@ -105,89 +107,89 @@ def _check_cfg(cfg: MSFormerConfig) -> None:
         raise ValueError(f"min_clusters must be in [1, n_clusters={cfg.n_clusters}), got {cfg.min_clusters}")
 
 
-def segment_image(image, cfg: MSFormerConfig | None = None, *, seed: int | None = None, keep_maps: bool = False,
-                  keep_correlations: bool = False, callback: Callable[[dict], None] | None = None,
-                  device: str | torch.device | None = None) -> SelfSupResult:
-    """Optimise a fresh MS-Former on one image and return its cluster map (MS-Former Sec. 3.1).
+def optimise_image(x: torch.Tensor, model: nn.Module, cfg: MSFormerConfig, *, keep_maps: bool = False,
+                   keep_correlations: bool = False, callback: Callable[[dict], None] | None = None,
+                   out_hw: tuple[int, int] | None = None) -> SelfSupResult:
+    """Optimise a fresh ``model`` on the one image ``x`` (1, C, H, W) with the engine (MS-Former Sec. 3.1).
 
-    ``cfg`` defaults to ``MSFormerConfig.quick()``; ``seed`` (default ``cfg.seed``) fixes the
-    initialisation, so the same image and seed give the same map. ``callback(info)`` receives
-    ``{"iteration", "labels", "parts", "n_clusters", "correlation"}`` after each forward pass.
+    Each step is one forward pass, the joint loss (Eq. 10) on the current argmax pseudo-labels
+    and one SGD step; a step whose argmax map holds at most ``cfg.min_clusters`` clusters stops
+    the run *before* its update, and after ``cfg.max_iters`` updates one last forward pass gives
+    the map. The model stays in training mode (BatchNorm uses the image's own statistics).
+    ``out_hw`` resizes the returned labels (nearest) to the input image's size.
     """
-    cfg = cfg or MSFormerConfig.quick()
     _check_cfg(cfg)
-    seed = cfg.seed if seed is None else seed
     t0 = time.perf_counter()
-    x = prepare_image(image, cfg.image_size, cfg.standardize)
-    out_hw = _input_hw(image)
-    if device is not None:
-        x = x.to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(cfg, x.shape[1]).to(x.device)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     lam = tuple(cfg.lambdas)
+    with_tokens = bool(lam[2]) or keep_correlations
     history, maps, corrs = [], ([] if keep_maps else None), ([] if keep_correlations else None)
-    stopped, it = False, 0
-    while True:
-        last = it >= cfg.max_iters
-        with torch.set_grad_enabled(not last):
-            out = model(x, with_tokens=bool(lam[2]) or keep_correlations)
-            loss, parts = joint_loss(out, lam, cfg.inter_mode, cfg.inter_blocks, cfg.intra_reduction)
+    state = {"labels": None, "stopped": False, "updates": 0}
+
+    def observe(out, it: int) -> bool:
         labels = out.logits.detach()[0].argmax(0)
         n = int(labels.unique().numel())
-        history.append({"iteration": it, **parts, "n_clusters": n})
+        state["labels"] = labels
+        history.append({"iteration": it, **state.pop("parts"), "n_clusters": n})
         rho = None
-        if keep_correlations or callback is not None:
-            if out.tokens is not None:
-                rho = correlation_matrix(*out.tokens[0])[0].detach().cpu()
+        if (keep_correlations or callback is not None) and out.tokens is not None:
+            rho = correlation_matrix(*out.tokens[0])[0].detach().cpu()
         if keep_maps:
             maps.append(labels.to(torch.int16).cpu())
         if keep_correlations:
             corrs.append(rho)
         if callback is not None:
-            callback({"iteration": it, "labels": labels, "parts": parts, "n_clusters": n, "correlation": rho})
-        if n <= cfg.min_clusters:
-            stopped = True
-            break
-        if last:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        it += 1
+            callback({"iteration": it, "labels": labels, "parts": history[-1], "n_clusters": n, "correlation": rho})
+        return n <= cfg.min_clusters
+
+    def forward(image):
+        out = model(image, with_tokens=with_tokens)
+        loss, state["parts"] = joint_loss(out, lam, cfg.inter_mode, cfg.inter_blocks, cfg.intra_reduction)
+        return out, loss
+
+    def step_fn(ctx, batch):
+        out, loss = forward(batch[0])
+        if observe(out, ctx.step):
+            state["stopped"] = True
+            ctx.stop()
+            return None
+        state["updates"] += 1
+        return loss
+
+    model.train()
+    if cfg.max_iters > 0:
+        fit(model, [(x,)], config=_selfsup_train_config(cfg), step_fn=step_fn, metrics={}, progress=False,
+            distributed=False)
+    if not state["stopped"]:
+        with torch.no_grad():
+            out, _ = forward(x)
+        state["stopped"] = observe(out, state["updates"])
+    labels = state["labels"]
     labels_out = labels
-    if out_hw is not None and tuple(labels.shape) != out_hw:
+    if out_hw is not None and tuple(labels.shape) != tuple(out_hw):
         labels_out = F.interpolate(labels[None, None].float(), size=out_hw, mode="nearest")[0, 0].long()
-    return SelfSupResult(labels_out.cpu(), labels.cpu(), it, stopped, history, maps, corrs,
+    return SelfSupResult(labels_out.cpu(), labels.cpu(), state["updates"], state["stopped"], history, maps, corrs,
                          time.perf_counter() - t0)
 
 
-def _input_hw(image) -> tuple[int, int] | None:
+def per_image(fn: Callable[[int, object], SelfSupResult], images: Sequence, *, progress: bool = True,
+              desc: str = "MS-Former per image") -> list[SelfSupResult]:
+    """``[fn(i, images[i]) for i ...]`` with a progress bar (off with ``progress=False`` or ``TQDM_DISABLE=1``)."""
+    results = []
+    bar = _progress(range(len(images)), progress, desc=desc)
+    for i in bar:
+        r = fn(i, images[i])
+        results.append(r)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(iters=r.iterations, clusters=r.n_clusters)
+    return results
+
+
+def input_hw(image) -> tuple[int, int] | None:
+    """The (H, W) of an image given as a (C, H, W)/(H, W) tensor or an (H, W[, C]) array."""
     shape = tuple(image.shape)
     if isinstance(image, torch.Tensor):
         return shape[-2:] if len(shape) >= 2 else None
     return shape[:2]
-
-
-def segment_images(images: Sequence, cfg: MSFormerConfig | None = None, *, seed: int | None = None,
-                   progress: bool = True, **kwargs) -> list[SelfSupResult]:
-    """:func:`segment_image` on each image (image ``i`` seeded with ``seed + i``), with a progress bar.
-
-    ``images`` is a sequence (list or stacked array/tensor) of images in any form
-    :func:`prepare_image` accepts. Images are optimised one after the other: each has its own
-    model and optimiser, exactly as the per-image semantics require.
-    """
-    cfg = cfg or MSFormerConfig.quick()
-    seed = cfg.seed if seed is None else seed
-    results = []
-    bar = tqdm(range(len(images)), desc="MS-Former per image", disable=not progress)
-    for i in bar:
-        r = segment_image(images[i], cfg, seed=seed + i, **kwargs)
-        results.append(r)
-        bar.set_postfix(iters=r.iterations, clusters=r.n_clusters)
-    return results
 
 
 def evaluate_results(results: Sequence[SelfSupResult | torch.Tensor], masks: Sequence,
@@ -202,8 +204,3 @@ def evaluate_results(results: Sequence[SelfSupResult | torch.Tensor], masks: Seq
     rows = [evaluate_clusters(r.labels if isinstance(r, SelfSupResult) else r, torch.as_tensor(np.asarray(m)),
                               legacy_gt_crop_eval=legacy_gt_crop_eval) for r, m in zip(results, masks)]
     return {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
-
-
-def replace(cfg: MSFormerConfig, **kw) -> MSFormerConfig:
-    """``dataclasses.replace`` for configs (convenience for ablations)."""
-    return dataclasses.replace(cfg, **kw)

@@ -1,0 +1,18 @@
+"""Recipes: each method's model, loss, transforms, parameter groups and metrics, built from its config.
+
+What the CLI (``python -m mslib train --model NAME``), the chapters and the benchmarks call;
+models stay plain ``nn.Module``s and losses plain functions. :data:`RECIPES` maps a CLI model
+name to ``recipe(config, in_channels, out_channels) -> Recipe``.
+"""
+from __future__ import annotations
+
+from mslib.recipes import m2snet, msformer, unet
+from mslib.recipes.base import LOSSES, Recipe, config_transforms, default_loss
+
+#: CLI model name -> recipe(config, in_channels, out_channels) -> Recipe (the name is also its config's name)
+RECIPES = {
+    "unet": unet.recipe,
+    "m2snet": m2snet.recipe,   # MSNet / M2SNet (chapter 6); binary data only
+}
+
+__all__ = ["Recipe", "RECIPES", "LOSSES", "config_transforms", "default_loss", "m2snet", "msformer", "unet"]
