@@ -20,7 +20,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # into a notebook, so the book's executions (tools/book.py) unset it for their kernels.
 test test-fast bench: export MPLBACKEND := Agg
 
-.PHONY: help venv test test-fast book book-html book-pdf notebooks lab bench clean
+.PHONY: help venv test test-fast lint book book-html book-pdf notebooks lab bench clean
 
 help:
 	@sed -n '3,11p' Makefile
@@ -36,6 +36,12 @@ $(STAMP): pyproject.toml
 # two workers on two cores, one thread each (notebook kernels inherit this)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# lint and layering (also run inside `make test` by tests/test_layering.py); contracts in pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not notebook and not slow" $(PYTEST_ARGS)

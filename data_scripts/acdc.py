@@ -117,7 +117,7 @@ def _prepare_h5(base: Path, w) -> dict[str, list[str]]:
         w.add(name, unit_to_uint8(img, f"{name}.h5"), label_to_uint8(lab, len(CLASSES), f"{name}.h5"))
         m = _SLICE.match(name)
         volumes.setdefault(m["vol"] if m else name, []).append(name)
-    for vol, names in volumes.items():
+    for names in volumes.values():
         names.sort(key=lambda n: int(_SLICE.match(n)["i"]) if _SLICE.match(n) else 0)
     splits = {"train": train}
     for split in ("val", "test"):

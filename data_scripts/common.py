@@ -67,8 +67,8 @@ class DatasetInfo:
 
     def instructions(self, cache: Path) -> str:
         files = "\n".join(f"  - {f.filename}" + (f"  ({f.urls[0]})" if f.urls else "") for f in self.files)
-        how = self.manual or (f"run again with --download to fetch them from the official URL(s), or download "
-                              f"them yourself")
+        how = self.manual or ("run again with --download to fetch them from the official URL(s), or download "
+                              "them yourself")
         return (f"{self.title}: the raw files are not here.\n{how}\nFiles:\n{files or '  (see the homepage)'}\n"
                 f"Homepage: {self.homepage}\nTerms: {self.licence}\n"
                 f"Then put them in {cache} or pass them with --raw PATH (archives or extracted folders).")

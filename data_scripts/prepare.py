@@ -24,7 +24,8 @@ from mslib.data.layout import IMAGES, MASKS, PreparedWriter, read_text_lines
 
 __all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
            "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
-           "window", "Reporter", "reporter", "load_array", "apply_exif_orientation", "read_lines", "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
+           "window", "Reporter", "reporter", "load_array", "apply_exif_orientation", "read_lines",
+           "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
 
 #: Share of the paper's training set held out as ``val`` where the paper defines no validation set.
 VAL_FRACTION = 0.1
@@ -77,7 +78,8 @@ def load_image(path: str | Path, channels: int = 3, report: Reporter = _noop) ->
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, VerificationError):
             raise
-        raise VerificationError(f"cannot read image {path}: {exc}; the file is damaged, re-extract the archive") from exc
+        raise VerificationError(f"cannot read image {path}: {exc}; the file is damaged, re-extract the "
+                                "archive") from exc
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -150,7 +152,8 @@ def load_array(path: str | Path, report: Reporter = _noop, what: str = "mask") -
     except VerificationError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise VerificationError(f"cannot read {what} {path}: {exc}; the file is damaged, re-extract the archive") from exc
+        raise VerificationError(f"cannot read {what} {path}: {exc}; the file is damaged, re-extract the "
+                                "archive") from exc
 
 
 def apply_exif_orientation(im: Image.Image, report: Reporter = _noop) -> Image.Image:

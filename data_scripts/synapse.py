@@ -85,7 +85,7 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                 w.add(name, unit_to_uint8(img, path), label_to_uint8(lab, len(CLASSES), path))
                 m = _NPZ.match(name)
                 volumes.setdefault(m["case"] if m else name, []).append(name)
-            for case, names in volumes.items():
+            for names in volumes.values():
                 names.sort(key=lambda n: int(_NPZ.match(n)["i"]) if _NPZ.match(n) else 0)
             test_names = []
             for case in test:

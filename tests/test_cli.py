@@ -39,14 +39,16 @@ def test_train_end_to_end_then_resume(tmp_path, data_dir, capsys):
 
 
 def test_unknown_model_profile_and_data_are_clear_errors(tmp_path, data_dir, capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["train", "--model", "vgg", *TINY])
-    assert exc.value.code == 2 and "unknown model 'vgg'; valid models are 'm2snet', 'unet'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--model", "unet", "--profile", "full", "--out", str(tmp_path)])
+    assert cli.main(["train", "--model", "vgg", *TINY]) == 2
+    assert "unknown model; valid models are 'm2snet', 'unet'" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "unet", "--profile", "full", "--out", str(tmp_path)]) == 2
     assert "valid profiles are 'quick', 'paper'" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="dataset 'no-such-set' not found"):
-        cli.main(["train", "--model", "unet", "--data", "no-such-set", "--out", str(tmp_path), "--no-progress"])
+    assert cli.main(["train", "--model", "unet", "--data", "no-such-set", "--out", str(tmp_path / "r"),
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "dataset 'no-such-set' not found" in err and "Traceback" not in err
+    with pytest.raises(FileNotFoundError, match="no-such-set"):   # --debug: the exception itself
+        cli.main(["train", "--model", "unet", "--data", "no-such-set", "--out", str(tmp_path / "r"), "--debug"])
 
 
 def test_registry_entries_are_one_line_and_lazy(monkeypatch):
@@ -108,3 +110,102 @@ def test_paper_profile_builds_and_takes_one_step_on_cpu():
     h = fit(recipe.model, DataLoader(TensorDataset(x, y), batch_size=1), config=cfg, progress=False,
             **recipe.fit_kwargs)
     assert h.last["step"] == 1 and torch.isfinite(torch.tensor(h.last["train_loss"]))
+
+
+# ------------------------------------------------------------------------- issue 11: safe run folders
+def _weights(out):
+    return torch.load(out / "last.pt", weights_only=True)["models"]["model"]
+
+
+def test_same_seed_same_weights_bit_for_bit(tmp_path, data_dir, capsys):
+    for name in ("a", "b"):
+        assert cli.main(["train", "--model", "unet", "--out", str(tmp_path / name), "--seed", "0", *TINY]) == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cli.main(["train", "--model", "unet", "--out", str(tmp_path / "c"), "--seed", "1", *TINY]) == 0
+    c = _weights(tmp_path / "c")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_refuses_a_different_run_and_reports_allowed_changes(tmp_path, data_dir, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--model", "unet", "--out", out, *TINY]) == 0
+    capsys.readouterr()
+    other_data = [a if a != "synthetic-polyp" else "synthetic-skin" for a in TINY]
+    assert cli.main(["train", "--model", "unet", "--out", out, *other_data]) == 2
+    err = capsys.readouterr().err
+    assert "data: synthetic-polyp -> synthetic-skin" in err and "--no-resume" in err
+    assert cli.main(["train", "--model", "unet", "--out", out, *TINY, "--lr", "0.5"]) == 2
+    assert "config.lr: 0.003 -> 0.5" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "unet", "--out", out, *TINY]) == 2           # 1 epoch again: nothing to do
+    assert "already trained 1 epoch(s)" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "unet", "--out", out, *TINY, "--epochs", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming with a change: epochs: 1 -> 2" in text and "resumed from" in text
+    assert cli.main(["train", "--model", "unet", "--out", out, *other_data, "--no-resume"]) == 0
+
+
+def test_default_out_names_the_dataset(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--model", "unet", *TINY]) == 0
+    assert (tmp_path / "runs" / "unet-quick-synthetic-polyp" / "last.pt").is_file()
+
+
+def test_bad_arguments_fail_in_seconds_before_any_data(tmp_path, data_dir, capsys):
+    import time
+
+    cases = {("--lr", "0"): "--lr 0.0: the learning rate must be a positive number",
+             ("--epochs", "0"): "--epochs 0: must be > 0",
+             ("--image-size", "36"): "must be a multiple of 16",
+             ("--batch-size", "-1"): "--batch-size -1"}
+    for (flag, value), msg in cases.items():
+        args = [a for a in TINY]
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+        t0 = time.perf_counter()
+        assert cli.main(["train", "--model", "unet", "--out", str(tmp_path / "r"), *args]) == 2, flag
+        assert time.perf_counter() - t0 < 20
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (flag, err)
+    (tmp_path / "file").write_text("not a folder")
+    assert cli.main(["train", "--model", "unet", "--out", str(tmp_path / "file"), *TINY]) == 2
+    assert "file" in capsys.readouterr().err
+
+
+def test_a_locked_run_folder_is_refused(tmp_path, data_dir, capsys):
+    import os
+    import subprocess as sp
+
+    from mslib.train.run_folder import RunLock
+
+    out = tmp_path / "busy"
+    holder = sp.Popen([sys.executable, "-c", "import sys, time; from mslib.train.run_folder import RunLock; "
+                       f"l = RunLock({str(out)!r}).__enter__(); print('locked', flush=True); time.sleep(60)"],
+                      stdout=sp.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["train", "--model", "unet", "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert f"{holder.pid}@" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert RunLock is not None
+
+
+def test_grey_dataset_on_m2snet_is_refused_before_training(tmp_path, make_dataset, capsys):
+    root = make_dataset("grey", channels=1, n=6, size=(32, 32), splits={"train": ["s00", "s01", "s02", "s03"],
+                                                                         "val": ["s04", "s05"]})
+    assert cli.main(["train", "--model", "m2snet", "--data", str(root), "--out", str(tmp_path / "r"),
+                     "--epochs", "1", "--no-progress"]) == 2
+    assert "3-channel images" in capsys.readouterr().err
+
+
+def test_a_last_batch_of_one_image_is_dropped_and_said(tmp_path, make_dataset, capsys):
+    root = make_dataset("odd", n=7, size=(32, 32), splits={"train": [f"s{i:02d}" for i in range(5)],
+                                                          "val": ["s05", "s06"]})
+    assert cli.main(["train", "--model", "unet", "--data", str(root), "--out", str(tmp_path / "r"), "--epochs", "1",
+                     "--batch-size", "4", "--image-size", "32", "--no-progress"]) == 0
+    assert "last batch of one image" in capsys.readouterr().out

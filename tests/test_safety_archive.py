@@ -13,8 +13,15 @@ import pytest
 
 from data_scripts import archive as archive_mod
 from data_scripts import kvasir_seg
-from data_scripts.archive import (DEFAULT_MAX_BYTES, DEFAULT_MAX_RATIO, ArchiveLimitError, UnsafeArchiveError,
-                                  current_limits, extraction_limits, safe_extract)
+from data_scripts.archive import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_RATIO,
+    ArchiveLimitError,
+    UnsafeArchiveError,
+    current_limits,
+    extraction_limits,
+    safe_extract,
+)
 from tests.fixtures_data import kvasir_tree, leftovers, pack, tar_with, zip_with
 
 MiB = 1 << 20

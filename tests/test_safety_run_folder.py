@@ -18,9 +18,21 @@ from pathlib import Path
 import pytest
 
 from mslib.train import run_folder as rf
-from mslib.train.run_folder import (RunFolderBusy, RunFolderError, RunIdentityMismatch, RunLock, StaleLockWarning,
-                                    UsageError, allowed_changes, check_out_dir, check_resume, exit_code,
-                                    format_error, identity_differences, run_identity)
+from mslib.train.run_folder import (
+    RunFolderBusy,
+    RunFolderError,
+    RunIdentityMismatch,
+    RunLock,
+    StaleLockWarning,
+    UsageError,
+    allowed_changes,
+    check_out_dir,
+    check_resume,
+    exit_code,
+    format_error,
+    identity_differences,
+    run_identity,
+)
 
 MODULE = Path(rf.__file__)
 # the child imports the module by path: it needs only the standard library (fast, no torch)
@@ -67,7 +79,7 @@ def test_lock_file_records_the_owner_and_is_removed_on_exit(tmp_path):
 def test_lock_is_released_on_an_exception(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with RunLock(tmp_path):
-            1 / 0
+            raise ZeroDivisionError
     assert not (tmp_path / ".lock").exists()
     with RunLock(tmp_path):  # and can be taken again
         pass
@@ -267,6 +279,9 @@ def test_check_resume():
     assert check_resume(a, _ident(epochs=10), done_epochs=5) == ["resuming with a change: epochs: 5 -> 10"]
     with pytest.raises(UsageError, match="already trained 5 epoch.*--epochs larger than 5"):
         check_resume(a, _ident(epochs=3), done_epochs=5)
+    nested = run_identity(model="unet", config={"epochs": 4, "lr": 0.1})  # as the CLI stores it
+    with pytest.raises(UsageError, match="--epochs 4: the checkpoint has already trained 4"):
+        check_resume(nested, nested, done_epochs=4)
     notes = check_resume(None, a, done_epochs=1)
     assert "no run identity" in notes[0]
     with pytest.raises(RunIdentityMismatch, match="damaged run identity"):
@@ -292,4 +307,4 @@ def test_module_imports_only_the_standard_library():
     src = MODULE.read_text()
     imports = {ln.split()[1].split(".")[0] for ln in src.splitlines() if ln.startswith(("import ", "from "))}
     assert imports <= {"__future__", "dataclasses", "datetime", "errno", "hashlib", "json", "math", "os", "shlex",
-                       "socket", "sys", "tempfile", "time", "warnings", "pathlib", "typing"}, imports
+                       "socket", "sys", "tempfile", "time", "warnings", "pathlib", "typing", "collections"}, imports

@@ -331,6 +331,33 @@ def _sphinx_dedupe_scripts(app, pagename, templatename, context, doctree) -> Non
     files[:] = out  # in place: later handlers (sphinx.ext.mathjax) append to this very list
 
 
+SPHINX_ROLE = re.compile(r":(?:[\w-]+:)?[\w-]+:`[^`]*`")
+
+
+def docstring_is_clean(lines: list[str]) -> bool:
+    """True when docutils parses a docstring without a warning (Sphinx roles stubbed out)."""
+    import io
+
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    probe = SPHINX_ROLE.sub("``x``", "\n".join(lines))
+    try:
+        tree = publish_doctree(probe, settings_overrides={"report_level": 5, "halt_level": 5,
+                                                          "warning_stream": io.StringIO()})
+    except Exception:  # noqa: BLE001 - any parser failure means "show it verbatim"
+        return False
+    return not any(int(m["level"]) >= 2 for m in tree.findall(nodes.system_message))
+
+
+def _sphinx_safe_docstring(app, what, name, obj, options, lines) -> None:
+    """API reference: a docstring that is not valid reStructuredText (``|x|`` read as a
+    substitution, an unclosed literal, ...) is shown verbatim instead of failing the strict
+    build; well-formed docstrings render as usual."""
+    if lines and not docstring_is_clean(lines):
+        lines[:] = ["::", ""] + ["    " + line for line in lines] + [""]
+
+
 def _sphinx_copy_mathjax(app, exc) -> None:
     if exc is None and app.builder.format == "html":
         from sphinx.util.fileutil import copy_asset
@@ -344,6 +371,7 @@ def setup(app):
     app.connect("doctree-read", _sphinx_local_badge, priority=400)   # before Sphinx collects images
     app.connect("doctree-read", _sphinx_hide_plumbing)
     app.connect("html-page-context", _sphinx_dedupe_scripts, priority=100)
+    app.connect("autodoc-process-docstring", _sphinx_safe_docstring, priority=900)   # after napoleon
     app.connect("build-finished", _sphinx_copy_mathjax)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 

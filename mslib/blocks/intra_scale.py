@@ -60,8 +60,8 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
     statistics in eval; ``track_running_stats=False`` always uses the batch; ``affine=False``
     means ``γ = 1, β = 0``. The variance is computed on the centred rows (two passes), so
     inputs with a large mean (100, 1000) keep full precision. Written with plain tensor ops
-    because on CPU the autograd of these few passes over ``(N, C)`` is several times faster
-    than ``native_batch_norm_backward`` on token-major inputs.
+    because on CPU their autograd beats ``native_batch_norm_backward`` on token-major inputs
+    (benchmarks/bench_selfsup.py, Benchmarks page).
     """
     if bn.training or bn.running_mean is None:
         mean = flat.mean(dim=0)                      # (torch.var_mean over dim 0 is slow on CPU)
@@ -212,8 +212,8 @@ class IntraScaleTokens(nn.Module):
 
         Equal to ``adaptive_avg_pool2d`` of each crop (tested), read from one summed-area table
         (:func:`box_means`) kept only at the rows and columns that are bin edges of some window
-        (:func:`integral_image` with ``rows``/``cols``): at 257 px, four crops through
-        ``adaptive_avg_pool2d`` copy and pool 26 MB each way and cost about 5x more. The map is
+        (:func:`integral_image` with ``rows``/``cols``), instead of copying and pooling each crop
+        (timings: the MS-Former section of the Benchmarks page, book/benchmarks.md). The map is
         centred on its (detached) per-channel mean first, ``mean(z) = mean(z - c) + c``, which
         keeps the float32 running sums small and leaves values and gradients unchanged.
         """

@@ -43,8 +43,8 @@ MARKER = {"prepared_by": "mslib"}
 #: Files an operating system drops into folders; tolerated in a folder that is replaced.
 _OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")
 
-__all__ = ["PreparedWriter", "read_metadata", "read_split", "read_text", "read_text_lines", "check_replaceable", "UnsafeRootError",
-           "MARKER", "LAYOUT_VERSION", "IMAGES", "MASKS", "SPLITS", "META"]
+__all__ = ["PreparedWriter", "read_metadata", "read_split", "read_text", "read_text_lines", "check_replaceable",
+           "UnsafeRootError", "MARKER", "LAYOUT_VERSION", "IMAGES", "MASKS", "SPLITS", "META"]
 
 
 class UnsafeRootError(ValueError):

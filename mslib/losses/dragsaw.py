@@ -172,7 +172,8 @@ class PatchDragsawLoss(nn.Module):
         H, W = mask.shape[-2:]
         rows, cols = grid_positions(h, w, self._n(layer), generator)
         dev = feat.device
-        vec = feat[:, :, rows.to(dev), cols.to(dev)].transpose(1, 2).float()        # (B, N, C)
+        idx = (rows * w + cols).to(dev)
+        vec = feat.flatten(2).index_select(2, idx).transpose(1, 2).float()          # (B, N, C)
         if self.receptive_fields is not None:
             if layer >= len(self.receptive_fields):
                 raise ValueError(f"receptive_fields has {len(self.receptive_fields)} entries but layer {layer} was given")

@@ -34,7 +34,7 @@ PHI_NORMS = ("area", "l1", "l2")
 
 
 def one_hot_mask(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, H, W) class indices -> (B, M, H, W) one-hot (int32). No host sync (no range check on device)."""
+    """(B, H, W) class indices -> (B, M, H, W) one-hot (int32). No host sync: values outside 0..M-1 match no class."""
     if mask.ndim == 4 and mask.shape[1] == 1:
         mask = mask[:, 0]
     if mask.ndim != 3:
@@ -43,12 +43,16 @@ def one_hot_mask(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
         raise ValueError("mask must hold integer class indices (e.g. mask.long()), got a float tensor")
     if num_classes < 2:
         raise ValueError(f"num_classes must count the background too (2 for a binary task), got {num_classes}")
-    return F.one_hot(mask.long(), num_classes).permute(0, 3, 1, 2).to(torch.int32)
+    classes = torch.arange(num_classes, device=mask.device)
+    return (mask[:, None] == classes[None, :, None, None]).to(torch.int32)   # F.one_hot would sync (range check)
 
 
 def summed_area_table(onehot: torch.Tensor) -> torch.Tensor:
-    """(B, M, H, W) -> (B, M, H + 1, W + 1) integer table, ``S[y, x] = sum(onehot[:y, :x])`` (exact counts)."""
-    sat = onehot.long().cumsum(-1).cumsum(-2)
+    """(B, M, H, W) -> (B, M, H + 1, W + 1) table, ``S[y, x] = sum(onehot[:y, :x])``.
+
+    Integer counts (int32: exact for images below 2^31 pixels).
+    """
+    sat = onehot.to(torch.int32).cumsum(-1, dtype=torch.int32).cumsum(-2, dtype=torch.int32)
     return F.pad(sat, (1, 0, 1, 0))
 
 

@@ -25,12 +25,14 @@ class Recipe:
 
     ``fit_kwargs`` holds ``loss_fn`` and, where the method needs them, ``step_fn``,
     ``param_groups``, ``batch_transform`` and ``metrics``; ``transforms(train)`` returns the
-    joint ``(image, mask)`` transform of the method's config.
+    joint ``(image, mask)`` transform of the method's config; ``size_multiple``: image sides
+    must be a multiple of it (the network's total stride), when it has one.
     """
 
     model: nn.Module
     fit_kwargs: dict[str, Any] = field(default_factory=dict)
     transforms: Callable[[bool], Callable] | None = None
+    size_multiple: int | None = None
 
 
 def config_transforms(config, train: bool):

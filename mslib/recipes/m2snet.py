@@ -123,7 +123,8 @@ def recipe(config, in_channels: int, out_channels: int) -> Recipe:
         raise ValueError(f"m2snet with ImageNet normalisation/weights needs 3-channel images; the dataset has "
                          f"{in_channels} channel(s): convert it to RGB, or set normalize='none' and pretrained=False")
     cfg = dataclasses.replace(config, in_channels=in_channels, num_classes=1)
-    return Recipe(build_m2snet(cfg), training_kwargs(cfg), lambda train: m2snet_transforms(cfg, train))
+    return Recipe(build_m2snet(cfg), training_kwargs(cfg), lambda train: m2snet_transforms(cfg, train),
+                  size_multiple=None)   # any size: the decoder up-samples to the features it adds
 
 
 # ---------------------------------------------------------------------------- evaluation (Tables I-IV)

@@ -16,4 +16,4 @@ def build_unet(config, in_channels: int, out_channels: int) -> UNet:
 def recipe(config, in_channels: int, out_channels: int) -> Recipe:
     """UNet + ``config.loss`` (Dice + BCE for one sigmoid map, Dice + CE for several classes)."""
     return Recipe(build_unet(config, in_channels, out_channels), {"loss_fn": default_loss(config, out_channels)},
-                  lambda train: config_transforms(config, train))
+                  lambda train: config_transforms(config, train), size_multiple=2 ** config.depth)

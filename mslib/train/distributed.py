@@ -122,12 +122,21 @@ def _loader_kwargs(loader: DataLoader) -> dict:
 
 
 def distributed_train_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
-    """The same loader with a ``DistributedSampler`` (shuffling iff ``loader`` shuffled), unless it already has one."""
+    """The same loader with a ``DistributedSampler`` (shuffling iff ``loader`` shuffled), unless it already has one.
+
+    A loader with a custom batch sampler is sharded by ``batch_sampler.shard(rank, world)``.
+    """
     if not is_distributed() or isinstance(loader.sampler, DistributedSampler):
         return loader
     if loader.batch_size is None:
-        raise ValueError("DDP needs a DataLoader built with batch_size (not a custom batch_sampler); "
-                         "or pass a DataLoader that already uses a DistributedSampler")
+        shard = getattr(loader.batch_sampler, "shard", None)
+        if callable(shard):  # e.g. mslib.data.TwoStreamBatchSampler: each rank draws its own share of every batch
+            kw = _loader_kwargs(loader)
+            for k in ("batch_size", "drop_last"):
+                kw.pop(k)
+            return DataLoader(loader.dataset, batch_sampler=shard(get_rank(), get_world_size()), **kw)
+        raise ValueError("DDP needs a DataLoader built with batch_size, a custom batch_sampler with a "
+                         "shard(rank, world) method, or a DataLoader that already uses a DistributedSampler")
     shuffle = isinstance(loader.sampler, RandomSampler)
     sampler = DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed, drop_last=loader.drop_last)
     return DataLoader(loader.dataset, sampler=sampler, **_loader_kwargs(loader))

@@ -133,25 +133,23 @@ class History:
 
 
 # ---------------------------------------------------------------------------------- metrics
-def _binary_target(masks: torch.Tensor) -> torch.Tensor:
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    return masks.float() > 0.5
-
-
 def _per_class(metric_name: str, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     from mslib import metrics as M  # imported lazily: keeps `import mslib.train` light
 
     fn = getattr(M, metric_name)
     if logits.shape[1] == 1:
-        return fn(torch.sigmoid(logits[:, 0].float()), _binary_target(masks), threshold=0.5)
+        return fn(torch.sigmoid(logits[:, 0].float()), M.binarize_target(masks), threshold=0.5)
     if masks.ndim == 4:  # one-hot / probability maps
         masks = masks.argmax(1)
     return fn(logits.argmax(1), masks, num_classes=logits.shape[1], include_background=False, reduction="mean")
 
 
 def dice_metric(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Per-image Dice (B,) of the hard prediction (sigmoid > 0.5, or argmax), mean over foreground classes."""
+    """Per-image Dice (B,) of the hard prediction (sigmoid > 0.5, or argmax), mean over foreground classes.
+
+    A class absent from both prediction and mask is NaN and left out of the mean
+    (``ignore_empty``, :mod:`mslib.metrics`); an image where every class is absent is NaN and
+    left out of the mean over images."""
     return _per_class("dice", logits, masks)
 
 
@@ -377,6 +375,8 @@ def _config_json(config: TrainConfig) -> str:
 def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, MetricFn], device: torch.device,
               loss_fn: Callable | None, amp: tuple[bool, torch.dtype | None], reduce: bool,
               progress: bool = False) -> dict[str, Any]:
+    from mslib import metrics as M  # imported lazily: keeps `import mslib.train` light
+
     was_training = model.training
     model.eval()
     sums = torch.zeros(len(metrics) + 2, dtype=torch.float64)   # metric sums ..., loss sum, image count
@@ -391,9 +391,9 @@ def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, Metric
             for i, (name, fn) in enumerate(metrics.items()):
                 v = fn(logits, masks).detach().float().cpu()
                 per_image[name].append(v)
-                ok = ~torch.isnan(v)
-                sums[i] += v[ok].double().sum()
-                counts[i] += ok.sum()
+                total, count = M.nan_sum_count(v)      # the one aggregation rule (mslib.metrics)
+                sums[i] += total
+                counts[i] += count
             if loss_fn is not None:
                 sums[-2] += float(loss_fn(logits, masks)) * images.shape[0]
             sums[-1] += images.shape[0]

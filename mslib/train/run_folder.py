@@ -38,8 +38,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 try:  # POSIX; on Windows the O_EXCL file and the pid check do the job alone
     import fcntl
@@ -235,7 +236,7 @@ class RunLock:
                 "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "command": self.command}
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         if self._fd is not None:
             raise RunFolderBusy(f"{self.path} is already held by this RunLock; do not enter it twice",
                                 lock=self.path)
@@ -469,8 +470,9 @@ def check_resume(saved: Mapping[str, Any] | None, current: Mapping[str, Any], do
 
     Returns the lines to report (allowed changes; a note when the checkpoint has no identity).
     Raises :class:`RunIdentityMismatch` naming the differences, with ``--no-resume`` or a new
-    ``--out`` as the fix; raises :class:`UsageError` when ``current["fields"]["epochs"]`` is not
-    more than ``done_epochs`` (the run would train nothing).
+    ``--out`` as the fix; raises :class:`UsageError` when the current ``epochs`` field (top level,
+    else a nested one such as ``config.epochs``) is not more than ``done_epochs`` (the run would
+    train nothing).
     """
     where = f" in {out}" if out is not None else ""
     if not saved:
@@ -487,7 +489,8 @@ def check_resume(saved: Mapping[str, Any] | None, current: Mapping[str, Any], do
                 "that run. Pass --no-resume to start a new run there (the old checkpoint is replaced), or "
                 "another --out", diffs)
         notes = [f"resuming with a change: {c}" for c in allowed_changes(saved, current)]
-    epochs = (current.get("fields") or {}).get("epochs")
+    fields = current.get("fields") or {}
+    epochs = fields.get("epochs", next((v for k, v in sorted(fields.items()) if k.split(".")[-1] == "epochs"), None))
     if done_epochs is not None and isinstance(epochs, int) and epochs <= done_epochs:
         raise UsageError(f"--epochs {epochs}: the checkpoint{where} has already trained {done_epochs} epoch(s), so "
                          f"this run would train nothing; pass --epochs larger than {done_epochs} to continue, or "
