@@ -37,11 +37,13 @@ __all__ = ["direct_loop_loss", "official_loop_loss", "make_inputs", "main"]
 def make_inputs(batch: int = 4, size: int = 128, device: str = "cpu", seed: int = 0):
     """Official-like encoder features (64 ch at stride 2, 128 ch at stride 4) and a blob mask."""
     g = torch.Generator().manual_seed(seed)
-    feats = [torch.randn(batch, 64, size // 2, size // 2, generator=g), torch.randn(batch, 128, size // 4, size // 4, generator=g)]
+    feats = [torch.randn(batch, 64, size // 2, size // 2, generator=g),
+             torch.randn(batch, 128, size // 4, size // 4, generator=g)]
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     masks = []
     for _ in range(batch):
-        cy, cx, r = (torch.rand(3, generator=g) * torch.tensor([size / 2, size / 2, size / 4]) + torch.tensor([size / 4, size / 4, size / 8])).tolist()
+        lo, span = torch.tensor([size / 4, size / 4, size / 8]), torch.tensor([size / 2, size / 2, size / 4])
+        cy, cx, r = (torch.rand(3, generator=g) * span + lo).tolist()
         masks.append(((yy - cy) ** 2 / r**2 + (xx - cx) ** 2 / (0.6 * r) ** 2 <= 1).long())
     return [f.to(device).requires_grad_() for f in feats], torch.stack(masks).to(device)
 
@@ -142,13 +144,14 @@ def speed_table(batch: int, size: int, device: str, repeat: int, loop: bool = Tr
     if loop:
         impls.append(("direct loop (Eq. 3, 4, 10, 12 as loops)", direct_loop_loss, 1))
     for name, fn, rep in impls:
-        t = _time(lambda: fn(feats, mask), device, rep)
+        t = _time(lambda fn=fn: fn(feats, mask), device, rep)
         val = float(fn(feats, mask).detach())
         rows.append([name, f"{t * 1e3:.1f}", f"{t / t_vec:.0f}x", f"{val:.6f}", f"{abs(val - v_val):.1e}"])
         out[name.split(" (")[0].replace(" ", "_") + "_s"] = t
         out[name.split(" (")[0].replace(" ", "_") + "_diff"] = abs(val - v_val)
     table = print_table(rows, ["implementation", "ms / call", "vectorised is faster by", "loss", "|diff|"],
-                        title=f"PDCR loss forward, batch {batch}, {size}x{size} mask, N = 64 and 32, k = 5, 7, 9, {device}")
+                        title=f"PDCR loss forward, batch {batch}, {size}x{size} mask, N = 64 and 32, "
+                              f"k = 5, 7, 9, {device}")
     return table, out
 
 
@@ -190,7 +193,7 @@ def memory_table(ns: list[int], batch: int, device: str, k: int = 3) -> str:
                 measured = "out of memory"
                 peak = float("nan")
         else:
-            peak = _saved_bytes(lambda: loss([f], mask))
+            peak = _saved_bytes(lambda loss=loss, f=f, mask=mask: loss([f], mask))
             measured = f"{peak / 2**20:.1f} MiB saved for backward"
         rows.append([n, f"{one / 2**20:.2f}", measured, f"{peak / one:.1f}" if peak == peak else "-"])
     text = print_table(rows, ["N", "one (B, K, N, N) fp32 tensor, MiB", "measured", "measured / one tensor"],

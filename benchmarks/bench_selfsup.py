@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_selfsup [--time] [--sizes 128 257] [--n 2]
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128] [--seed 2024]
+    .venv/bin/python -m benchmarks.bench_selfsup --eval folder --data DIR [--split test] [--n 20] [--size 257]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
     .venv/bin/python -m benchmarks.bench_selfsup --engine-overhead [--size 257] [--n 3] [--rounds 2]
@@ -20,6 +21,19 @@ GT-dilated crop is shown in extra columns only. Both methods are evaluated at th
 own resolution (cluster maps resized back with nearest neighbour). A second k-means row uses,
 per image, as many clusters as MS-Former ended with, so that a gain cannot come from the
 cluster count alone. Without the ISIC folder ``--eval isic`` says where to put it and exits.
+
+``--eval folder --data DIR`` runs the same comparison on your own copy of a dermoscopy dataset,
+in any of three layouts (detected, in this order):
+
+* the prepared layout (``images/NAME.*``, ``masks/NAME.png`` with 0 = background, optional
+  ``splits/{train,val,test}.txt``: ``--split test`` by default, every image when the split file is missing);
+* the raw ISIC layout (``images/NAME.jpg``, ``masks/NAME_Segmentation.png``);
+* the raw PH2 layout (``.../PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` and
+  ``IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp``; ``--data`` may point at any folder above ``IMDxxx``).
+
+It prints DSC / HM / XOR ×100, the recall and precision of the chosen cluster (×100), and the
+share of images on which MS-Former's DSC beats k-means' (K = ``kmeans_k``), honest protocol first,
+the legacy GT crop in extra columns. ``--per-image`` adds one row per image.
 
 ``--ablation`` is MS-Former Table 2 on synthetic skin images: CE only, CE + inter, CE + intra,
 all three (the current defaults), and the published setting (``MSFormerConfig.PUBLISHED``).
@@ -82,43 +96,158 @@ def load_isic(root: Path, n: int | None = None):
     return images, masks
 
 
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A binary (H, W) uint8 lesion mask: class indices > 0, or 0/255 (and JPEG-ish) masks thresholded at 128."""
+    from PIL import Image
+
+    m = np.asarray(Image.open(path).convert("L"))
+    return (m > 127).astype(np.uint8) if m.max() > 1 else (m > 0).astype(np.uint8)
+
+
+def _folder_pairs(root: Path, split: str | None) -> tuple[str, list[tuple[str, Path, Path]]]:
+    """(layout name, [(name, image path, mask path)]) of a prepared, raw ISIC or raw PH2 folder."""
+    from mslib.data.folder import IMAGE_EXTENSIONS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise SystemExit(f"--data {root}: no such folder. Point it at a prepared dataset (images/, masks/, "
+                         "splits/), an ISIC folder (images/*.jpg, masks/*_Segmentation.png) or the PH2 folder "
+                         "('PH2 Dataset images/IMDxxx/...').")
+    ph2 = sorted(root.glob("**/IMD*_Dermoscopic_Image/*.bmp"))
+    if (root / "images").is_dir():
+        files = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        layout = "prepared"
+        split_file = root / "splits" / f"{split}.txt" if split else None
+        if split_file is not None and split_file.is_file():
+            keep = {ln.strip() for ln in split_file.read_text().splitlines() if ln.strip()}
+            files = [p for p in files if p.stem in keep]
+            layout = f"prepared, split {split}"
+        pairs = []
+        for p in files:
+            cands = [root / "masks" / f"{p.stem}.png", root / "masks" / f"{p.stem}_Segmentation.png"]
+            m = next((c for c in cands if c.is_file()), None)
+            if m is None:
+                raise SystemExit(f"--eval folder: no mask for {p}: expected {cands[0]} (prepared layout) or "
+                                 f"{cands[1]} (ISIC layout)")
+            if m.name.endswith("_Segmentation.png"):
+                layout = "ISIC"
+            pairs.append((p.stem, p, m))
+    elif ph2:
+        layout, pairs = "PH2", []
+        for p in ph2:
+            case = p.parent.parent
+            m = case / f"{case.name}_lesion" / f"{case.name}_lesion.bmp"
+            if not m.is_file():
+                raise SystemExit(f"--eval folder: PH2 case {case} has no lesion mask {m}")
+            pairs.append((case.name, p, m))
+    else:
+        raise SystemExit(f"--eval folder: {root} holds neither images/ + masks/ (prepared or ISIC layout) nor PH2's "
+                         "IMDxxx/IMDxxx_Dermoscopic_Image/*.bmp; point --data at the dataset's root")
+    if not pairs:
+        raise SystemExit(f"--eval folder: no images found under {root} ({layout}); check --data and --split")
+    return layout, pairs
+
+
+def load_folder(root: Path, n: int | None = None, split: str | None = "test"):
+    """``(layout, names, images, masks)`` of a dermoscopy folder (prepared, raw ISIC or raw PH2 layout).
+
+    Images are (H, W, 3) uint8 at their own size, masks (H, W) uint8 in {0, 1}; a size mismatch is an
+    error naming the files. ``n`` keeps the first ``n`` images (sorted by name)."""
+    from PIL import Image
+
+    layout, pairs = _folder_pairs(root, split)
+    names, images, masks = [], [], []
+    for name, ip, mp in pairs[:n]:
+        im, m = np.asarray(Image.open(ip).convert("RGB")), _read_mask(mp)
+        if im.shape[:2] != m.shape:
+            raise SystemExit(f"--eval folder: image {ip} is {im.shape[:2]} but its mask {mp} is {m.shape}")
+        names.append(name)
+        images.append(im)
+        masks.append(m)
+    return layout, names, images, masks
+
 def _kmeans_at(image, size: int, k: int, out_hw) -> torch.Tensor:
     x = prepare_image(image, size, standardize=False)[0]
     lab = kmeans_labels(x, k, seed=0)
     return torch.nn.functional.interpolate(lab[None, None].float(), size=out_hw, mode="nearest")[0, 0].long()
 
 
-def run_eval(source: str, cfg: MSFormerConfig, n: int, data: Path, seed: int = 123) -> str:
+def score_maps(maps, masks) -> dict[str, np.ndarray]:
+    """Per-image DSC, HM, XOR, recall and precision of the best-overlap cluster (fractions), honest and with
+    the legacy GT crop (keys ``legacy_*``)."""
+    from mslib import metrics
+    from mslib.clustering import best_overlap_cluster, legacy_gt_crop
+
+    out: dict[str, list] = {}
+    for lab, m in zip(maps, masks):
+        g = torch.from_numpy(np.asarray(m))
+        honest, _ = best_overlap_cluster(lab, g)
+        for prefix, pred in (("", honest), ("legacy_", legacy_gt_crop(honest, g))):
+            for k, fn in (("dsc", metrics.dice), ("hm", metrics.hammoude_distance), ("xor", metrics.xor_error),
+                          ("recall", metrics.recall), ("precision", metrics.precision)):
+                out.setdefault(prefix + k, []).append(float(fn(pred[None], g[None])[0]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
+    """MS-Former and k-means (K = ``cfg.kmeans_k``, and K = MS-Former's final count) on the same images at
+    ``cfg.image_size``, scored at each mask's resolution: ``{method: score_maps(...)}`` plus ``results``."""
+    t0 = time.perf_counter()
+    results = segment_images(images, cfg, progress=progress)
+    secs = (time.perf_counter() - t0) / len(images)
+    kmeans = [_kmeans_at(im, cfg.image_size, cfg.kmeans_k, m.shape) for im, m in zip(images, masks)]
+    matched = [_kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape) for im, m, r in zip(images, masks, results)]
+    return {"MS-Former": score_maps([r.labels for r in results], masks),
+            f"k-means (K={cfg.kmeans_k})": score_maps(kmeans, masks),
+            "k-means (K = MS-Former's final count)": score_maps(matched, masks),
+            "results": results, "seconds": secs}
+
+
+def _eval_data(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int, split: str | None):
     if source == "synthetic":
         from mslib.data.synthetic import make_batch
 
-        ims, mks = make_batch("skin", n, cfg.image_size, seed=seed)
-        images, masks = list(ims), list(mks)
-    else:
+        ims, mks = make_batch("skin", n or 20, cfg.image_size, seed=seed)
+        return f"synthetic skin (seed {seed})", [f"skin_{i}" for i in range(len(ims))], list(ims), list(mks)
+    if source == "dermoscopy":
+        from mslib.data.synthetic_dermoscopy import make_batch
+
+        ims, mks = make_batch(n or 20, cfg.image_size, seed=seed)
+        return f"synthetic dermoscopy (seed {seed})", [f"derm_{i}" for i in range(len(ims))], list(ims), list(mks)
+    if source == "isic":
         images, masks = load_isic(data, n)
-    t0 = time.perf_counter()
-    results = segment_images(images, cfg)
-    secs = (time.perf_counter() - t0) / len(images)
+        return "ISIC crops", [f"isic_{i}" for i in range(len(images))], images, masks
+    layout, names, images, masks = load_folder(data, n, split)
+    return f"{data} ({layout})", names, images, masks
+
+
+def run_eval(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int = 123, split: str | None = "test",
+             per_image: bool = False) -> str:
+    what, names, images, masks = _eval_data(source, cfg, n, data, seed, split)
+    c = compare(images, masks, cfg)
+    results, km = c["results"], f"k-means (K={cfg.kmeans_k})"
     rows = []
-    table = {}
-    kmeans = [_kmeans_at(im, cfg.image_size, cfg.kmeans_k, m.shape) for im, m in zip(images, masks)]
-    matched = [_kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape) for im, m, r in zip(images, masks, results)]
-    for name, maps in (("MS-Former", [r.labels for r in results]), (f"k-means (K={cfg.kmeans_k})", kmeans),
-                       ("k-means (K = MS-Former's final count)", matched)):
-        honest = [evaluate_clusters(lab, torch.from_numpy(m)) for lab, m in zip(maps, masks)]
-        legacy = [evaluate_clusters(lab, torch.from_numpy(m), legacy_gt_crop_eval=True) for lab, m in zip(maps, masks)]
-        mean = lambda rs, k: 100 * float(torch.cat([r[k] for r in rs]).mean())  # noqa: E731
-        table[name] = [float(torch.cat([r["dsc"] for r in honest])[i]) for i in range(len(images))]
-        rows.append([name, f"{mean(honest, 'dsc'):.1f}", f"{mean(honest, 'hm'):.1f}", f"{mean(honest, 'xor'):.1f}",
-                     f"{mean(legacy, 'dsc'):.1f}", f"{mean(legacy, 'hm'):.1f}", f"{mean(legacy, 'xor'):.1f}"])
-    wins = sum(a > b for a, b in zip(table["MS-Former"], table[f"k-means (K={cfg.kmeans_k})"]))
+    for name in ("MS-Former", km, "k-means (K = MS-Former's final count)"):
+        sc = c[name]
+        rows.append([name] + [f"{100 * np.nanmean(sc[k]):.1f}" for k in ("dsc", "hm", "xor", "recall", "precision")]
+                    + [f"{100 * np.nanmean(sc['legacy_' + k]):.1f}" for k in ("dsc", "hm", "xor")])
+    wins = int(np.sum(c["MS-Former"]["dsc"] > c[km]["dsc"]))
     its = np.mean([r.iterations for r in results])
     ncl = np.mean([r.n_clusters for r in results])
-    what = f"synthetic (seed {seed})" if source == "synthetic" else source
     title = (f"{what}: {len(images)} images at {cfg.image_size} px, best-overlap cluster; MS-Former beats k-means on "
-             f"{wins}/{len(images)} images; {secs:.1f} s/image, {its:.1f} SGD steps, {ncl:.1f} clusters on average")
-    return print_table(rows, ["method", "DSC", "HM", "XOR", "DSC (legacy GT crop)", "HM (legacy)", "XOR (legacy)"],
-                       title=title)
+             f"{wins}/{len(images)} images ({100 * wins / len(images):.0f} %); {c['seconds']:.1f} s/image, "
+             f"{its:.1f} SGD steps, {ncl:.1f} clusters on average")
+    out = print_table(rows, ["method", "DSC", "HM", "XOR", "recall", "precision", "DSC (legacy GT crop)",
+                             "HM (legacy)", "XOR (legacy)"], title=title)
+    if per_image:
+        prow = [[nm, f"{100 * m.mean():.0f}", f"{100 * c['MS-Former']['dsc'][i]:.1f}", f"{100 * c[km]['dsc'][i]:.1f}",
+                 f"{100 * c['MS-Former']['recall'][i]:.0f}", f"{100 * c['MS-Former']['precision'][i]:.0f}",
+                 results[i].iterations, results[i].n_clusters]
+                for i, (nm, m) in enumerate(zip(names, masks))]
+        out += "\n" + print_table(prow, ["image", "lesion %", "MS-Former DSC", "k-means DSC", "recall", "precision",
+                                          "SGD steps", "clusters"], title="per image")
+    return out
 
 
 def run_ablation(cfg: MSFormerConfig, n: int) -> str:
@@ -256,7 +385,12 @@ def run_engine_overhead(size: int, n: int, rounds: int) -> str:
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", action="store_true")
-    ap.add_argument("--eval", choices=["synthetic", "isic"])
+    ap.add_argument("--eval", choices=["synthetic", "dermoscopy", "isic", "folder"],
+                    help="synthetic: the skin task; dermoscopy: mslib.data.synthetic_dermoscopy; isic: the team's "
+                         "ISIC crops; folder: --data DIR in the prepared, raw ISIC or raw PH2 layout")
+    ap.add_argument("--split", default="test", help="--eval folder, prepared layout: the split file to read "
+                    "(all images when it is missing)")
+    ap.add_argument("--per-image", action="store_true", help="--eval: one row per image too")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--engine-overhead", action="store_true",
                     help="time the per-image loop on the engine against the same loop written by hand")
@@ -266,7 +400,8 @@ def main(argv=None) -> str:
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", type=Path, default=DEFAULT_ISIC)
+    ap.add_argument("--data", type=Path, default=None, help="--eval folder: the dataset folder; --eval isic: the "
+                    "ISIC crops (default ../shared/data/isic2016-crops)")
     ap.add_argument("--seed", type=int, default=123, help="synthetic image set for --eval synthetic (123: the tuning "
                     "set of the defaults; 2024: held out)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -283,7 +418,9 @@ def main(argv=None) -> str:
         cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
         if args.size:
             cfg = dataclasses.replace(cfg, image_size=args.size)
-        return run_eval(args.eval, cfg, args.n or 20, args.data, args.seed)
+        if args.eval == "folder" and args.data is None:
+            raise SystemExit("--eval folder needs --data DIR (a prepared dataset, an ISIC folder or the PH2 folder)")
+        return run_eval(args.eval, cfg, args.n, args.data or DEFAULT_ISIC, args.seed, args.split, args.per_image)
     if args.ablation:
         cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
         if args.size:

@@ -166,9 +166,9 @@ def _train(args: argparse.Namespace) -> int:
     try:
         if D.is_main():
             check_out_dir(out)
+            lock = RunLock(out).__enter__()               # first: no other run writes the checkpoint we read
             for note in _peek_resume(out, identity, args.resume):
                 print(f"note: {note}", flush=True)
-            lock = RunLock(out).__enter__()
         seed_everything(config.seed)                      # before the data and the model draw anything
         data_kw = {"n": n, "size": config.image_size, "seed": config.seed}  # n, size: synthetic data only
         if not D.is_main():

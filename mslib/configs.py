@@ -381,3 +381,96 @@ class MCSCConfig:
     @classmethod
     def paper(cls) -> "MCSCConfig":
         return cls(profile="paper")
+
+
+@register("pdcr")
+@dataclass
+class PDCRConfig(TrainConfig):
+    """PDCR + UAFR (Liu et al., TMI 2022) plugged into a segmentation network (Sec. V-A, Table IV).
+
+    Model: ``network`` ("deeplabv3plus" on a torchvision ResNet, "fcn" torchvision FCN-ResNet,
+    "unet" mslib's UNet) with UAFR blocks after ``uafr_layers`` and H-PDCR (or RF-PDCR) on the
+    features of ``pdcr_encoder_layers`` / ``pdcr_decoder_layers`` (layer names of the network;
+    ``None``: the recipe's defaults, the official 2D choice: encoder stages 2-3, decoder low-level
+    and last conv). Loss: CE (+ ``dice_weight`` x Dice) + sum of ``weight x PDCR`` per place.
+
+    ``paper``: input 512 x 384 (W x H, Table IV; Sec. V-A trains at 512 x 512: set
+    ``image_size=512``), Adam lr 1e-3, weight decay 1e-5, cosine to 1e-5 per step after a
+    2-epoch warm-up (official ``schd_utils``), 300 epochs, batch 4 (the README's per-GPU
+    batch; the paper's 64 is 16 GPUs x 4), affine augmentation (scale 0.8-1.2, rotation +-90,
+    shear +-20, translation 0.1) and flips on both axes (Sec. V-A), N = 64 and 32 at the
+    encoder (official 2D; the paper lists 128, 64, 32, 8, ... for its Xception layers),
+    patch series 5, 7, 9, tau = 1, cross-layer projections to 32 channels, patch position
+    encoding on (Table V(c), the paper's method; the official code has none), UAFR with M = 2
+    and 16 hidden channels. PDCR weights: the paper's 0.01 for every place (Sec. V-A: "we add
+    it as a regularization to cross-entropy loss with a weight of 0.01"); the official 2D
+    ``demo.yaml`` uses 0.1 / 0.01 / 0.01 (encoder / decoder / cross-layer):
+    ``dataclasses.replace(cfg, **PDCRConfig.OFFICIAL_WEIGHTS)``. Datasets: ISIC 2016 train,
+    PH2 or ISIC 2016 test (Table I), also ISIC 2017, Montgomery (MC), DigestPath (preparers in
+    ``data_scripts``).
+
+    ``quick``: synthetic skin lesions at 64 px, a width-8 UNet, N = 16 and 8, Adam
+    at 3e-3, 8 epochs: a CPU minute (phase 2 tunes it against the baseline and reports whether
+    the difference is above seed noise).
+    """
+
+    # network
+    network: str = "deeplabv3plus"       # "deeplabv3plus" | "fcn" | "unet"
+    backbone: str = "resnet50"           # ResNet of DeepLabV3+ / FCN
+    output_stride: int = 16
+    pretrained: object = "auto"          # ImageNet backbone: True | False | "auto" | path
+    base_channels: int = 64              # UNet width
+    depth: int = 4                       # UNet poolings
+    in_channels: int = 3
+    num_classes: int = 2                 # CE over background + lesion (paper: cross-entropy)
+    # UAFR (Sec. IV)
+    uafr: bool = True
+    uafr_layers: tuple | None = None     # None: the recipe's default (all encoder and decoder stages, not ASPP)
+    uafr_states: int = 2                 # M (Table IX(b))
+    uafr_hidden: int = 16
+    # PDCR (Sec. III)
+    pdcr: str = "h"                      # "h" (H-PDCR) | "rf" (RF-PDCR, encoder only) | "none"
+    pdcr_encoder_layers: tuple | None = None
+    pdcr_decoder_layers: tuple | None = None
+    cross_layer: bool = True             # H-PDCR across the two encoder layers (Eq. 12, Table VII)
+    num_vectors: tuple = (64, 32)        # N per encoder layer (official 2D)
+    decoder_num_vectors: tuple = (32, 8)  # N per decoder layer (official 2D)
+    patch_sizes: tuple = (5, 7, 9)       # P = 3 (Sec. V-A)
+    tau: float = 1.0                     # official 2D; 3D uses 0.5
+    proj_channels: int = 32              # cross-layer 1x1 projections (Sec. III-C-2)
+    affinity: str = "ratio"              # Eq. 3 | "constant" | "rigid" | "center" | "dice" (Fig. 5, Table V(d))
+    phi_norm: str = "area"               # Eq. 4 | "l1" | "l2" (Table V(a))
+    ratio_first: bool = False            # Table V(b): loss per patch first (default)
+    position_encoding: bool = True       # Table V(c)
+    pdcr_reduction: str = "mean"         # "sum": Eq. 9/12 literally
+    legacy_orientation: bool = False     # official 2D: similar pairs pushed apart, global max, sum
+    legacy_transposed_ratios: bool = False  # official 2D: ratios read at (c, r)
+    encoder_weight: float = 0.01         # paper Sec. V-A; official 2D 0.1
+    decoder_weight: float = 0.01
+    cross_weight: float = 0.01
+    dice_weight: float = 0.0             # paper: CE only
+    # data and augmentation (Sec. V-A)
+    dataset: str = "isic2016"
+    test_dataset: str | None = "ph2"
+    synthetic_n: int = 300
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rotation: float = 90.0
+    scale: tuple = (0.8, 1.2)
+    shear: float = 20.0
+    translate: float = 0.1
+
+    OFFICIAL_WEIGHTS = {"encoder_weight": 0.1, "decoder_weight": 0.01, "cross_weight": 0.01}
+
+    @classmethod
+    def quick(cls) -> "PDCRConfig":
+        return cls(profile="quick", network="unet", base_channels=8, depth=3, pretrained=False, image_size=64,
+                   epochs=8, batch_size=8, optimizer="adam", lr=3e-3, weight_decay=1e-5, schedule="cosine",
+                   warmup_epochs=0.3, min_lr_ratio=0.01, num_vectors=(16, 8), decoder_num_vectors=(16, 8),
+                   dataset="synthetic-skin", test_dataset=None, synthetic_n=300, rotation=30.0, shear=0.0,
+                   scale=(0.9, 1.1), translate=0.05)
+
+    @classmethod
+    def paper(cls) -> "PDCRConfig":
+        return cls(profile="paper", image_size=(384, 512), epochs=300, batch_size=4, optimizer="adam", lr=1e-3,
+                   weight_decay=1e-5, schedule="cosine", warmup_epochs=2.0, min_lr_ratio=1e-2)

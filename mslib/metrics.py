@@ -745,7 +745,8 @@ def hd95(
     """95th-percentile Hausdorff distance (medpy ``hd95``): :func:`hausdorff` with ``percentile=95``.
 
     MCSC Table 1 ("HD95", pixels, per class RV/Myo/LV); for its official numbers use
-    ``empty_value=0.0`` (an empty prediction scores 0).
+    ``empty_value=0.0`` (an empty prediction scores 0). A class absent from both masks is NaN
+    with ``ignore_empty=True`` (default; skipped in means), 0 with ``ignore_empty=False``.
     """
     return hausdorff(
         pred,

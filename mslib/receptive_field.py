@@ -27,8 +27,8 @@ the method of the pytorch-receptivefield package the official code used.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -96,14 +96,14 @@ def _averaging_copy(model: nn.Module) -> nn.Module:
     probe = copy.deepcopy(model).double().eval()
 
     def swap(parent: nn.Module) -> None:
-        for name, child in parent.named_children():
+        for name, child in list(parent._modules.items()):   # not named_children(): it skips a module used twice
             if isinstance(child, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
                                   nn.modules.instancenorm._InstanceNorm, nn.Dropout, nn.Dropout2d)):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, nn.MaxPool2d):
                 setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
                                                    ceil_mode=child.ceil_mode))
-            else:
+            elif child is not None:
                 swap(child)
 
     swap(probe)

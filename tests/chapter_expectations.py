@@ -100,4 +100,92 @@ EXPECTATIONS: dict[str, dict] = {
         },
         "nbval": False,                           # optimises 12 networks
     },
+    "10_receptive_fields": {
+        "records": {
+            "eq5_7_parity": (1, 1),               # literal Eq. 5-7 == mslib receptive_field / rf_boxes
+            "probe_agrees": (1, 1),               # gradient probe == Eq. 5-7 on UNet and ResNet-18/50 stages
+            "resnet18_layer2_rf": (99, 99),
+            "resnet50_layer2_rf": (91, 91),
+            "erf_inside_box": (0.999, 1.0),       # no gradient outside the theoretical box
+            "erf_half_mass_radius": (3.0, 40.0),  # effective field far smaller than the 99 px box (17 px)
+        },
+        "nbval": True,
+    },
+    "11_foreground_ratios_affinity": {
+        "records": {
+            "eq4_parity": (1, 1),                 # counting loop == summed-area-table ratios
+            "sat_equals_avg_pool": (1, 1),        # == avg_pool2d(count_include_pad=True) at every pixel
+            "official_sampling_one_column": (1, 1),  # official stride sampling, 8x8 map, N = 4: one column
+            "affinity_properties": (1, 1),        # symmetric, in [0, 1], ones on the diagonal
+            "transposed_wrong_fraction": (0.02, 1.0),  # transposed lookup changes some ratios (0.06)
+        },
+        "nbval": True,
+    },
+    "12_dragsaw_loss": {
+        "records": {
+            "eq9_parity": (1, 1),                 # Eq. 9 double loop == dragsaw_loss(reduction="sum")
+            "loop_parity": (1, 1),                # direct loop over Eq. 3, 4, 10, 12 == PatchDragsawLoss
+            "speedup_vs_loop": (3, None),         # about 10x at N = 24 on a loaded 2-core machine
+            "paper_orientation_ok": (1, 1),       # similar pairs pulled, dissimilar pushed
+            "legacy_orientation_reversed": (1, 1),  # the official 2D loss does the opposite
+            "fit_corr_paper": (0.5, 1.0),         # vectors fitted with Eq. 9 follow the affinity (0.95)
+            "fit_corr_official": (-1.0, 0.2),     # with the official orientation they do not (-0.21)
+            "hpdcr_terms": (3, 3),                # two layers + one cross-layer term
+            "hpdcr_grad_finite": (1, 1),
+        },
+        "nbval": False,                           # prints timings
+    },
+    "13_uafr": {
+        "records": {
+            "uafr_parity": (1, 1),                # plain Eq. 13-15 == mslib UAFR
+            "uafr_extremes": (1, 1),              # uniform logits: Q; confident head: 2 Q
+            "uafr_params_c64": (9282, 9282),      # 144 C + 66
+            "uafr_added_params": (1, None),
+            "val_dice": (0.6, 1.0),               # UNet + UAFR, 6 quick epochs on synthetic skin (0.83 after 2)
+            "u_boundary_ratio_first": (0.0, None),  # recorded, not asserted: the head is unsupervised
+            "u_boundary_ratio_last": (0.0, None),
+        },
+        "nbval": False,                           # trains for half a minute
+    },
+    "09b_real_dermoscopy": {
+        "records": {
+            "gen_area_min": (0.045, 0.2),          # generator: realised lesion area never below 5 % (small ones occur)
+            "gen_area_max": (0.6, 0.805),          # ... never above 80 % (large ones occur)
+            "gen_pale_share": (0.05, 0.6),         # pale lesions (Michelson contrast < 0.1) occur, not all
+            "msformer_dsc": (0.45, 1.0),           # 4 held-out synthetic dermoscopy images, honest protocol
+            "kmeans_dsc": (0.2, 1.0),              # k-means K=3 on the same images
+            "msformer_recall": (0.3, 1.0),
+            "msformer_precision": (0.3, 1.0),
+        },
+        "nbval": False,                            # optimises 4 networks
+    },
+    "15_two_teachers": {
+        "records": {
+            "params_unet": (1_813_764, 1_813_764),          # SSL4MIS/MCSC UNet (1x1 conv + bilinear up, as the code runs)
+            "params_swin_unet": (27_168_420, 27_168_420),   # SSL4MIS/MCSC Swin-UNet, 4 classes
+            "disagreement_fg": (0.01, 0.95),                # the two networks disagree somewhere on the heart
+            "dice_unet_unlabelled": DICE15,                 # a UNet that learned nothing (all background) scores ~0.04
+            "cps_parity": (1, 1),                           # plain Dice(P, argmax P_other) == mslib cps_loss
+            "w_0": (0.000673, 0.000675),                    # 0.1 exp(-5)
+            "w_15k": (0.0286, 0.0287),                      # t = 100 of T = 200
+            "w_30k": (0.1, 0.1),
+        },
+        "nbval": False,                                     # trains two networks
+    },
+    "16_contrast_across_scales": {
+        "records": {
+            "bcl_parity": (1, 1),                 # plain loop over the poster's L_bcl == balanced_supcon_loss (4 variants)
+            "bounded_parity": (1, 1),             # anchors/blocks holding every pixel == all pairs
+            "sampled_rel_bias": (0.0, 0.15),      # 256 sampled pixels: mean of 20 draws within 15 % (measured 3 %)
+            "bg_share_plain": (0.5, 1.0),         # background dominates the plain denominator (0.77)
+            "bg_share_balanced": (0.0, 0.3),      # ... not the balanced one (0.076)
+            "gap_gain_full": (0.02, None),        # contrast separates classes at full resolution (0.12)
+            "gap_gain_eighth": (0.05, None),      # ... and at 1/8 (0.49)
+            "legacy_wrong_random": (0.70, 0.80),  # official label order: ~3/4 of pixels get another class (0.73)
+            "legacy_minus_aligned": (0.5, None),  # class-separated features look mislabelled in the official order (2.19)
+            "coverage_224": (0.7194, 0.7195),     # 10x10 blocks of 19 px: [0, 190)^2 of 224^2
+            "coverage_28": (0.25, 0.25),          # one 14-px block of 28
+        },
+        "nbval": False,                           # optimises two networks a few steps
+    },
 }

@@ -65,3 +65,17 @@ def test_selfsup_time_table_runs_each_size_in_its_own_process_with_both_heaps():
     assert [r[:2] for r in rows] == [["32", "glibc default"], ["32", "MALLOC_MMAP_THRESHOLD_=131072"]]
     assert all(float(r[2]) > 0 and float(r[3]) <= 1 for r in rows)      # s / image; at most max_iters=1 SGD step
     assert "vs official 148 s" in table
+
+
+def test_contrastive_benchmark_prints_bounded_and_all_pairs_rows():
+    from benchmarks import bench_contrastive
+
+    table = bench_contrastive.main(["--rows", "0", "8"])
+    assert "| all pairs" in table and "| random blocks 16 px x 4" in table and "failed" not in table
+
+
+def test_pdcr_benchmark_prints_speed_and_memory_tables():
+    from benchmarks import bench_pdcr
+
+    table = bench_pdcr.main(["--batch", "1", "--size", "32", "--repeat", "1", "--no-loop", "--memory-n", "16,32"])
+    assert "| vectorised (mslib)" in table and "| official loop" in table and "| 32 " in table

@@ -162,8 +162,11 @@ def open_page(browser, path: Path):
 
     page.route("**/*", route)
     page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)", timeout=30_000)
-    page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
+    try:  # MathJax (when the page has math) must load from the build and finish typesetting
+        page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)", timeout=15_000)
+        page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
+    except Exception as exc:  # noqa: BLE001 - reported with the page's other problems
+        errors.append(f"MathJax did not load or typeset within 15 s ({type(exc).__name__}); blocked requests: {blocked[:3]}")
     page.wait_for_timeout(200)
     return page, errors, blocked
 

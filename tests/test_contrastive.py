@@ -5,9 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.contrastive import (CrossProjector, MultiScaleContrast, balanced_supcon_loss, contrast_labels,
-                                      cross_contrastive_loss, legacy_label_permutation, official_block_coverage,
-                                      official_supcon)
+from mslib.losses.contrastive import (
+    CrossProjector,
+    MultiScaleContrast,
+    balanced_supcon_loss,
+    contrast_labels,
+    cross_contrastive_loss,
+    legacy_label_permutation,
+    official_block_coverage,
+    official_supcon,
+)
 
 
 def _direct(z, y, tau=0.1, balanced=True, discard_background=True):
@@ -187,3 +194,18 @@ def test_multiscale_contrast_labelled_only_before_start():
     total.backward()
     with pytest.raises(ValueError, match="scales"):
         MultiScaleContrast({1: 16}, {1: 96}, scales=(1, 8))
+
+
+def test_official_sampling_with_legacy_order_matches_official_supcon_per_group():
+    g = torch.Generator().manual_seed(6)
+    z = F.normalize(torch.randn(1, 8, 8, 8, generator=g), dim=1).requires_grad_(True)
+    y = torch.randint(0, 4, (1, 8, 8), generator=g)
+    # 8 px with 4-px blocks: div = 1, one group = the top-left 4x4 block of both "networks"
+    got = cross_contrastive_loss(z, z, y, y, sampling="official", block=4, legacy_label_order=True)
+    f = torch.cat([z, z])[:, :, :4, :4]
+    want = official_supcon(f, torch.cat([y, y])[:, :4, :4], legacy_label_order=True)
+    torch.testing.assert_close(got, want)
+    aligned = cross_contrastive_loss(z, z, y, y, sampling="official", block=4)
+    assert float(aligned) != pytest.approx(float(got))
+    got.backward()
+    assert torch.isfinite(z.grad).all() and z.grad[..., 4:, :].abs().sum() == 0      # outside the tiling: no gradient

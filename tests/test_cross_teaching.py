@@ -5,8 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mslib.losses.cross_teaching import (cps_loss, cps_weight, cross_teaching_losses, sigmoid_rampup,
-                                         ssl4mis_dice_loss, supervised_loss)
+from mslib.losses.cross_teaching import (
+    cps_loss,
+    cps_weight,
+    cross_teaching_losses,
+    sigmoid_rampup,
+    ssl4mis_dice_loss,
+    supervised_loss,
+)
 
 
 def _ssl4mis_dice_direct(logits, target, k):

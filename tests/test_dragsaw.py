@@ -10,9 +10,19 @@ import torch.nn.functional as F
 
 from benchmarks.bench_pdcr import direct_loop_loss, make_inputs, official_loop_loss
 from mslib.losses.dragsaw import PatchDragsawLoss, cosine_similarity_matrix, dragsaw_loss
-from mslib.losses.patch_affinity import (affinity, center_label_affinity, dice_affinity, feature_centres,
-                                         foreground_ratios, grid_positions, normalize_ratios, one_hot_mask,
-                                         patch_boxes, patch_contents, summed_area_table)
+from mslib.losses.patch_affinity import (
+    affinity,
+    center_label_affinity,
+    dice_affinity,
+    feature_centres,
+    foreground_ratios,
+    grid_positions,
+    normalize_ratios,
+    one_hot_mask,
+    patch_boxes,
+    patch_contents,
+    summed_area_table,
+)
 from mslib.receptive_field import receptive_field, rf_boxes
 
 
@@ -78,10 +88,13 @@ def test_no_transposition_and_the_legacy_switch():
         loss = PatchDragsawLoss(num_vectors=16, patch_sizes=(5,), legacy_transposed_ratios=legacy)
         d = loss._layer(0, feat, mask, one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2)), None)
         r_at, c_at = (cols, rows) if legacy else (rows, cols)
-        expect = torch.stack([F.pad(mask[0].float(), (2, 2, 2, 2))[r:r + 5, c:c + 5].mean() for r, c in zip(r_at, c_at)])
+        padded = F.pad(mask[0].float(), (2, 2, 2, 2))
+        expect = torch.stack([padded[r:r + 5, c:c + 5].mean() for r, c in zip(r_at, c_at)])
         torch.testing.assert_close(d["phi"][0, 0, :, 1], expect)
-    assert not torch.equal(*[PatchDragsawLoss(16, (5,), legacy_transposed_ratios=t)._layer(
-        0, feat, mask, one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2)), None)["phi"] for t in (False, True)])
+    oh, sat = one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2))
+    phis = [PatchDragsawLoss(16, (5,), legacy_transposed_ratios=t)._layer(0, feat, mask, oh, sat, None)
+            for t in (False, True)]
+    assert not torch.equal(phis[0]["phi"], phis[1]["phi"])
 
 
 # ---- Eq. 3 and the affinity variants -----------------------------------------------------------
@@ -169,10 +182,10 @@ def test_cross_layer_rf_pdcr_position_encoding_and_sum_against_loops():
                             in_channels=[3, 5], reduction="sum", tau=0.7)
     value = loss(feats, mask)
     vs = []
-    for l, f in enumerate(feats):
+    for layer, f in enumerate(feats):
         rows, cols = grid_positions(f.shape[-2], f.shape[-1], 4)
         cy, cx = feature_centres(rows, cols, f.shape[-2:], (16, 16))
-        v = loss.proj[str(l)](f[0, :, rows, cols].T)
+        v = loss.proj[str(layer)](f[0, :, rows, cols].T)
         ratios = [F.pad(mask[0].float(), (1, 1, 1, 1))[r:r + 3, c:c + 3].mean().item() for r, c in zip(cy, cx)]
         vs.append((v, ratios))
     (va, ra), (vb, rb) = vs
@@ -250,7 +263,7 @@ def test_h_pdcr_two_implementations_of_table_vb():
     d2 = first._layer(0, feats[0], mask, one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2)), None)
     torch.testing.assert_close(d2["phi"][:, 0], d1["phi"].mean(1))
     s = cosine_similarity_matrix(d1["vec"])
-    torch.testing.assert_close(per_patch._weights(d1, d1, True).shape[1], 2)
+    assert per_patch._weights(d1, d1, True).shape[1] == 2
     expect = (dragsaw_loss(s, affinity(d1["phi"][:, :1])) + dragsaw_loss(s, affinity(d1["phi"][:, 1:]))) / 2
     torch.testing.assert_close(dragsaw_loss(s, affinity(d1["phi"])), expect)
 

@@ -264,10 +264,10 @@ def test_evaluate_binary_hand_computed():
     gt = torch.zeros(2, 4, 4, dtype=torch.long)
     pred[0, 0, :2, :2] = 1        # 4 predicted pixels
     gt[0, 0, :2] = 1              # 2 true pixels, both predicted: Dice 4/6, IoU 2/4
-    # image 1: both empty -> Dice 1, IoU 1 (mslib.metrics convention)
+    # image 1: both empty -> undefined (NaN, ignore_empty) and left out of the mean, not a perfect 1
     out = evaluate(Echo(), DataLoader(TensorDataset(pred, gt), batch_size=1))
-    assert out["dice"] == pytest.approx((2 / 3 + 1) / 2) and out["iou"] == pytest.approx((0.5 + 1) / 2)
-    torch.testing.assert_close(out["per_image"]["dice"], torch.tensor([2 / 3, 1.0]))
+    assert out["dice"] == pytest.approx(2 / 3) and out["iou"] == pytest.approx(0.5)
+    torch.testing.assert_close(out["per_image"]["dice"], torch.tensor([2 / 3, float("nan")]), equal_nan=True)
 
 
 def test_evaluate_multiclass_mean_over_foreground():

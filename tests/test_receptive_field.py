@@ -62,6 +62,16 @@ def test_resnet_stages_analytic_equals_probed(arch, layers, bottleneck, stages, 
         assert (r0, r1) == (c0, c1) == (max(int(s), 0), min(int(e), 159)), stage
 
 
+def test_probe_swaps_a_pooling_module_used_twice():
+    pool = nn.MaxPool2d(2)
+    conv = [nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)]
+    net = nn.Sequential(conv[0], pool, conv[1], pool, conv[2])
+    (r0, r1), _, (h, _) = probe_receptive_field(net, (64, 64), in_channels=1)
+    rf = receptive_field([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0), (3, 1, 1)])
+    s, e = rf_boxes(rf, torch.tensor(h // 2))
+    assert (r0, r1) == (int(s), int(e)) and rf.size == 18
+
+
 def test_probe_leaves_the_model_untouched():
     net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.BatchNorm2d(2))
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -1,9 +1,15 @@
 """TwoStreamBatchSampler: labelled share in every batch, determinism, exact resume."""
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from mslib.data import VolumeDataset
+from mslib.data.labelled import SSL4MIS_ACDC_SLICES, case_of, labelled_split, read_labelled_split, read_slice_list
 from mslib.data.samplers import TwoStreamBatchSampler
+from mslib.data.synthetic_volumes import generate_volumes, make_volume
 
 
 def test_every_batch_has_the_labelled_share():
@@ -54,15 +60,6 @@ def test_with_dataloader_and_errors():
 
 
 # --------------------------------------------------------------- labelled cases and synthetic volumes
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from mslib.data import VolumeDataset  # noqa: E402
-from mslib.data.labelled import (SSL4MIS_ACDC_SLICES, case_of, labelled_split, read_labelled_split,  # noqa: E402
-                                 read_slice_list)
-from mslib.data.synthetic_volumes import generate_volumes, make_volume  # noqa: E402
-
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc" / "ACDC"
 
 

@@ -232,14 +232,16 @@ def set_repo(url: str | None = None, branch: str | None = None, root: Path = ROO
         raw = nb_path.read_text(encoding="utf-8")
         nb = json.loads(raw)
         badge = colab_url(nb_path.relative_to(root).as_posix(), root)
+        touched = False
         for cell in nb["cells"]:
             src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             new = _stamp_text(src, badge, spec)
             if new != src:
                 cell["source"] = new.splitlines(keepends=True)
-        out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-        if out != raw:
-            nb_path.write_text(out, encoding="utf-8")
+                touched = True
+        if touched:  # rewrite only what changed (nbformat's key order when the file had it)
+            sort_keys = json.dumps(json.loads(raw), indent=1, ensure_ascii=False, sort_keys=True) + "\n" == raw
+            nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=sort_keys) + "\n", encoding="utf-8")
             changed.append(nb_path)
     for path, badge in ((root / "tools" / "chapter_template.py", colab_url("book/NN_name.ipynb", root)),
                         (root / "README.md", None)):
@@ -331,6 +333,60 @@ def _sphinx_dedupe_scripts(app, pagename, templatename, context, doctree) -> Non
     files[:] = out  # in place: later handlers (sphinx.ext.mathjax) append to this very list
 
 
+API_NAME = re.compile(r"^(mslib(\.\w+)+|[A-Z]\w*[a-z]\w*|[a-z]\w*_\w+)(\(\))?$")
+
+
+def _sphinx_link_api(app, doctree, docname) -> None:
+    """Turn inline code that names a documented ``mslib`` object (``mslib.blocks``,
+    ``mslib.losses.scale_consistency.inter_scale_loss``, ``MultiScaleSubtractionUnit``) into a
+    link to the API reference, so "where it lives in mslib" leads to its documentation."""
+    if app.builder.format != "html":
+        return
+    from docutils import nodes
+
+    py = app.env.get_domain("py")
+    objects = {name: (e.docname, e.node_id) for name, e in py.objects.items() if name.startswith("mslib.")}
+    modules = {name: (e.docname, e.node_id) for name, e in py.modules.items() if name.startswith("mslib")}
+    if not objects and not modules:
+        return
+    by_last: dict[str, list[str]] = {}
+    for name in objects:
+        by_last.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+
+    def target(text: str):
+        if text in objects:
+            return objects[text]
+        last = text.rsplit(".", 1)[-1]
+        if text.startswith("mslib."):
+            top = ".".join(text.split(".")[:2])
+            hits = [n for n in by_last.get(last, []) if n.startswith(top + ".")]
+            if len(hits) == 1:
+                return objects[hits[0]]
+            parts = text.split(".")
+            while parts:
+                mod = ".".join(parts)
+                if mod in modules:
+                    return modules[mod]
+                parts.pop()
+            return None
+        hits = by_last.get(last, [])
+        return objects[hits[0]] if len(hits) == 1 else None
+
+    for lit in list(doctree.findall(nodes.literal)):
+        if isinstance(lit.parent, (nodes.reference, nodes.literal_block)) or lit.parent is None:
+            continue
+        text = lit.astext().strip()
+        if not API_NAME.match(text):
+            continue
+        hit = target(text.removesuffix("()"))
+        if hit is None or hit[0] == docname:
+            continue
+        uri = app.builder.get_relative_uri(docname, hit[0]) + "#" + hit[1]
+        ref = nodes.reference("", "", internal=True, refuri=uri, classes=["mslib-api"])
+        lit.replace_self(ref)
+        ref += lit
+
+
 SPHINX_ROLE = re.compile(r":(?:[\w-]+:)?[\w-]+:`[^`]*`")
 
 
@@ -343,9 +399,11 @@ def docstring_is_clean(lines: list[str]) -> bool:
 
     probe = SPHINX_ROLE.sub("``x``", "\n".join(lines))
     try:
-        tree = publish_doctree(probe, settings_overrides={"report_level": 5, "halt_level": 5,
+        tree = publish_doctree(probe, settings_overrides={"report_level": 2, "halt_level": 5,
                                                           "warning_stream": io.StringIO()})
     except Exception:  # noqa: BLE001 - any parser failure means "show it verbatim"
+        return False
+    if any(True for _ in tree.findall(nodes.problematic)):
         return False
     return not any(int(m["level"]) >= 2 for m in tree.findall(nodes.system_message))
 
@@ -372,6 +430,7 @@ def setup(app):
     app.connect("doctree-read", _sphinx_hide_plumbing)
     app.connect("html-page-context", _sphinx_dedupe_scripts, priority=100)
     app.connect("autodoc-process-docstring", _sphinx_safe_docstring, priority=900)   # after napoleon
+    app.connect("doctree-resolved", _sphinx_link_api)
     app.connect("build-finished", _sphinx_copy_mathjax)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
@@ -404,6 +463,11 @@ def cmd_pdf(args) -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
+    missing = [p for p in html_pages(html_dir) if not p.exists()]
+    if missing:
+        print(f"not built yet: {', '.join(p.name for p in missing)}; run `make book` (or `make book-html`) first",
+              file=sys.stderr)
+        return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     written = []

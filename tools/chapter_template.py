@@ -49,11 +49,19 @@ print(f"profile={PROFILE} data={DATA} device={device}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-# deterministic prints only in a cell marked like this (shapes, parameter counts, equation checks)
+# deterministic prints only in a cell marked like this (shapes, parameter counts, equation checks);
+# the marker line is hidden in the HTML book (tools/book.py), nbval and the tests still see it
 print("shape check: ok")
 
 # %%
+# record() is quiet: the value goes into the notebook for tests/test_notebooks.py, the reader
+# sees nothing (no "recorded ..." box). Figures: plt.show(), never MPLBACKEND=Agg.
 record("example_metric", 0.0)
+
+# %% [markdown]
+# Widgets: `mslib.viz.interactive(fn, **controls)` is a live ipywidgets control in Jupyter or
+# Colab; in the book's executions (MSLIB_STATIC_WIDGETS=1) it draws `fn` once at the starting
+# values, so the HTML shows a picture, never a dead widget. Say so in the text above it.
 
 # %% [markdown]
 # ## Summary

@@ -64,9 +64,14 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
     (benchmarks/bench_selfsup.py, Benchmarks page).
     """
     if bn.training or bn.running_mean is None:
-        mean = flat.mean(dim=0)                      # (torch.var_mean over dim 0 is slow on CPU)
-        centred = flat - mean
-        var = (centred * centred).mean(dim=0)        # biased; two-pass: no E[x²] - E[x]² cancellation
+        # two passes: the mean first (no autograd), then the moments of the centred rows, so no
+        # E[x²] - E[x]² cancellation at large means; mean = c + E[x - c] keeps the exact gradient.
+        # (torch.var_mean over dim 0 is slow on CPU.)
+        c = flat.detach().mean(dim=0)
+        centred = flat - c
+        shift = centred.mean(dim=0)                  # ~0: float rounding of the first pass
+        mean = c + shift
+        var = (centred * centred).mean(dim=0) - shift * shift   # biased, as BatchNorm normalises
         if bn.training and bn.track_running_stats and bn.running_mean is not None:
             with torch.no_grad():
                 n = flat.shape[0]

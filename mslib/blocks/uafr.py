@@ -44,9 +44,11 @@ class UAFR(nn.Module):
         dropout: Dropout2d after the ReLU (0; the official decoder heads use 0.1).
     """
 
-    def __init__(self, channels: int, num_states: int = 2, hidden: int = 16, kernel_size: int = 3, dropout: float = 0.0):
+    def __init__(self, channels: int, num_states: int = 2, hidden: int = 16, kernel_size: int = 3,
+                 dropout: float = 0.0):
         super().__init__()
-        for name, v in (("channels", channels), ("num_states", num_states), ("hidden", hidden), ("kernel_size", kernel_size)):
+        for name, v in (("channels", channels), ("num_states", num_states), ("hidden", hidden),
+                        ("kernel_size", kernel_size)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"UAFR: {name} must be a positive int, got {v!r}")
         if kernel_size % 2 == 0:

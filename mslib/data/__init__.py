@@ -6,7 +6,7 @@ One path for data: ``load_dataset(DATA, "train", build_transforms(True, size))``
 The synthetic generators and the on-disk layout constants are re-exported as modules
 (``mslib.data.synthetic.generate``, ``mslib.data.layout.META``).
 """
-from mslib.data import labelled, layout, synthetic, synthetic_volumes
+from mslib.data import labelled, layout, synthetic, synthetic_dermoscopy, synthetic_volumes
 from mslib.data.folder import IMAGE_EXTENSIONS, DataRepairWarning, DatasetError, SegmentationFolder
 from mslib.data.labelled import labelled_split, read_labelled_split
 from mslib.data.layout import PreparedWriter, UnsafeRootError, read_metadata, read_split
@@ -46,5 +46,6 @@ __all__ = [
     "labelled",
     # synthetic generators (modules)
     "synthetic",
+    "synthetic_dermoscopy",
     "synthetic_volumes",
 ]

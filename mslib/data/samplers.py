@@ -14,7 +14,7 @@ epoch by itself (``set_epoch`` sets it explicitly, as with ``DistributedSampler`
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler

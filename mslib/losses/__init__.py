@@ -69,7 +69,7 @@ from mslib.losses.scale_consistency import (
     pseudo_label_ce,
 )
 from mslib.losses.structure import (
-    as_binary_target,
+    as_target_map,
     structure_loss,
     structure_weight,
     weighted_bce,
@@ -82,7 +82,7 @@ __all__ = [
     "weighted_bce",
     "weighted_iou",
     "structure_loss",
-    "as_binary_target",
+    "as_target_map",
     # lossnet
     "VGG_CUTS",
     "VGG_LAYER_NAMES",

@@ -51,7 +51,7 @@ Official-code behaviours behind switches (each tested):
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -123,7 +123,6 @@ def balanced_supcon_loss(z: torch.Tensor, labels: torch.Tensor, *, temperature: 
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     labels = labels.long()
-    n = z.shape[0]
     classes, inv = torch.unique(labels, return_inverse=True)
     onehot = F.one_hot(inv, len(classes)).to(z.dtype)                 # (N, C)
     counts = onehot.sum(0)                                            # (C,)
@@ -208,7 +207,7 @@ def contrast_labels(target: torch.Tensor, pred_cnn: torch.Tensor, pred_tra: torc
 
 
 def official_block_coverage(size: int, block: int) -> float:
-    """Fraction of a ``size x size`` map that the official block tiling reaches: ``((size//block - 1) block / size)^2``."""
+    """Fraction of a ``size x size`` map the official block tiling reaches: ``((size // block - 1) block / size)^2``."""
     div = size // block - 1
     return max(div, 0) ** 2 * block * block / (size * size)
 
@@ -249,36 +248,36 @@ def cross_contrastive_loss(z_cnn: torch.Tensor, z_tra: torch.Tensor, y_cnn: torc
             idx = torch.randperm(z.shape[0], generator=generator, device="cpu")[:max_samples].to(z.device)
             z, y = z[idx], y[idx]
         return balanced_supcon_loss(z, y, **kw)
+    # windows: gather every group's pixels with one index (cheap backward), then split by group
     n = feats.shape[0]
+    z_flat, y_flat = feats.permute(0, 2, 3, 1).reshape(-1, d), labels.reshape(-1)
     if sampling == "blocks":
         bs = min(block, h, w)
-        losses = []
-        for _ in range(num_blocks):
-            ys = torch.randint(0, h - bs + 1, (n,), generator=generator).tolist()
-            xs = torch.randint(0, w - bs + 1, (n,), generator=generator).tolist()
-            fz = torch.stack([feats[i, :, ys[i]:ys[i] + bs, xs[i]:xs[i] + bs] for i in range(n)])
-            fy = torch.stack([labels[i, ys[i]:ys[i] + bs, xs[i]:xs[i] + bs] for i in range(n)])
-            losses.append(balanced_supcon_loss(fz.permute(0, 2, 3, 1).reshape(-1, d), fy.reshape(-1), **kw))
-        return torch.stack(losses).mean()
-    # official tiling
-    div = min(h, w) // block - 1
-    if div < 1:
-        raise ValueError(f"sampling='official' needs at least 2 blocks of {block} px per side, got a {h}x{w} map")
-    cells = [(i, j) for i in range(div) for j in range(div)]
-    order = [torch.randperm(len(cells), generator=generator).tolist() for _ in range(n)]
+        corners = [(torch.randint(0, h - bs + 1, (n,), generator=generator),
+                    torch.randint(0, w - bs + 1, (n,), generator=generator)) for _ in range(num_blocks)]
+    else:  # the official tiling
+        bs = block
+        div = min(h, w) // block - 1
+        if div < 1:
+            raise ValueError(f"sampling='official' needs at least 2 blocks of {block} px per side, got a {h}x{w} map")
+        cells = torch.tensor([(i * block, j * block) for i in range(div) for j in range(div)])
+        order = torch.stack([torch.randperm(len(cells), generator=generator) for _ in range(n)], 1)  # (cells, n)
+        corners = [(cells[order[k], 0], cells[order[k], 1]) for k in range(len(cells))]
+    r = torch.arange(bs)
+    idx = torch.stack([(torch.arange(n)[:, None, None] * h * w + (ys[:, None, None] + r[None, :, None]) * w
+                        + xs[:, None, None] + r[None, None, :]).reshape(-1) for ys, xs in corners]).to(z_flat.device)
+    groups = z_flat[idx.reshape(-1)].view(len(corners), -1, d).unbind(0)          # (image, y, x) order in a group
+    group_labels = y_flat[idx]
     losses = []
-    for k in range(len(cells)):
-        fz = torch.stack([feats[i, :, cells[order[i][k]][0] * block:(cells[order[i][k]][0] + 1) * block,
-                                cells[order[i][k]][1] * block:(cells[order[i][k]][1] + 1) * block] for i in range(n)])
-        fy = torch.stack([labels[i, cells[order[i][k]][0] * block:(cells[order[i][k]][0] + 1) * block,
-                                 cells[order[i][k]][1] * block:(cells[order[i][k]][1] + 1) * block] for i in range(n)])
-        if fy.sum() == 0:
-            continue
+    for z_g, y_g in zip(groups, group_labels):
+        if sampling == "official" and not bool(y_g.any()):
+            continue                                    # the official code skips all-background groups
         if legacy_label_order:
-            losses.append(official_supcon(fz, fy, temperature=temperature, legacy_label_order=True,
+            losses.append(official_supcon(z_g.view(n, bs, bs, d).permute(0, 3, 1, 2), y_g.view(n, bs, bs),
+                                          temperature=temperature, legacy_label_order=True,
                                           num_classes=max(4, int(labels.max()) + 1)))
         else:
-            losses.append(balanced_supcon_loss(fz.permute(0, 2, 3, 1).reshape(-1, d), fy.reshape(-1), **kw))
+            losses.append(balanced_supcon_loss(z_g, y_g, **kw))
     return torch.stack(losses).mean() if losses else feats.sum() * 0.0
 
 

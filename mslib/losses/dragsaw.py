@@ -29,15 +29,27 @@ Official 2D behaviours, each behind a switch (tested on hand cases):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mslib.losses.patch_affinity import (AFFINITIES, PHI_NORMS, affinity, center_label_affinity, dice_affinity,
-                                         feature_centres, foreground_ratios, grid_positions, one_hot_mask,
-                                         patch_boxes, patch_contents, position_encoding, summed_area_table)
+from mslib.losses.patch_affinity import (
+    AFFINITIES,
+    PHI_NORMS,
+    affinity,
+    center_label_affinity,
+    dice_affinity,
+    feature_centres,
+    foreground_ratios,
+    grid_positions,
+    one_hot_mask,
+    patch_boxes,
+    patch_contents,
+    position_encoding,
+    summed_area_table,
+)
 from mslib.receptive_field import ReceptiveField, receptive_field, rf_boxes
 
 __all__ = ["dragsaw_loss", "cosine_similarity_matrix", "PatchDragsawLoss"]
@@ -150,7 +162,8 @@ class PatchDragsawLoss(nn.Module):
         self.proj = nn.ModuleDict()
         if self.cross_layer_pairs:
             if in_channels is None:
-                raise ValueError("cross_layer_pairs needs in_channels (the channels of every layer) for the 1x1 projections")
+                raise ValueError("cross_layer_pairs needs in_channels (the channels of every layer) "
+                                 "for the 1x1 projections")
             used = sorted({i for p in self.cross_layer_pairs for i in p})
             for i in used:
                 if i >= len(in_channels):
@@ -176,7 +189,8 @@ class PatchDragsawLoss(nn.Module):
         vec = feat.flatten(2).index_select(2, idx).transpose(1, 2).float()          # (B, N, C)
         if self.receptive_fields is not None:
             if layer >= len(self.receptive_fields):
-                raise ValueError(f"receptive_fields has {len(self.receptive_fields)} entries but layer {layer} was given")
+                raise ValueError(f"receptive_fields has {len(self.receptive_fields)} entries "
+                                 f"but layer {layer} was given")
             rf = self.receptive_fields[layer]
             r0, r1 = rf_boxes(rf, rows)
             c0, c1 = rf_boxes(rf, cols)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mslib.losses.structure import as_binary_target, structure_loss
+from mslib.losses.structure import as_target_map, structure_loss
 from mslib.weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, load_state_dict_into, load_weights
 
 __all__ = ["VGG_CUTS", "VGG_LAYER_NAMES", "LossNet", "M2SNetLoss"]
@@ -109,7 +109,7 @@ class LossNet(nn.Module):
 
     def levels(self, prediction: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
         """The per-level losses ``l_f^i`` (Eq. 6) as scalars."""
-        t = as_binary_target(target, prediction)
+        t = as_target_map(target, prediction)
         p = torch.sigmoid(prediction) if self.from_logits else prediction
         with torch.no_grad():
             fg = self.features(t)

@@ -20,7 +20,7 @@ the centre pixels have the same class) and the Dice affinity of Eq. 16.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,8 @@ def summed_area_table(onehot: torch.Tensor) -> torch.Tensor:
     return F.pad(sat, (1, 0, 1, 0))
 
 
-def box_counts(sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor) -> torch.Tensor:
+def box_counts(sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor,
+               c1: torch.Tensor) -> torch.Tensor:
     """Pixels of each class in the boxes rows ``r0..r1``, cols ``c0..c1`` (inclusive, may leave the image).
 
     ``sat`` from :func:`summed_area_table`; box coordinates are (N,) tensors (the same boxes for
@@ -105,7 +106,8 @@ def patch_boxes(rows: torch.Tensor, cols: torch.Tensor, k: int) -> tuple[torch.T
     return r0, r0 + k - 1, c0, c0 + k - 1
 
 
-def grid_positions(h: int, w: int, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_positions(h: int, w: int, n: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid sampling (Sec. III-B): exactly ``n`` distinct in-grid positions (rows, cols) of an h x w map.
 
     A regular grid of about ``sqrt(n h / w)`` rows by ``n / rows`` columns, each point at the

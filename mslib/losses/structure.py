@@ -21,11 +21,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["structure_weight", "weighted_bce", "weighted_iou", "structure_loss", "as_binary_target"]
+__all__ = ["structure_weight", "weighted_bce", "weighted_iou", "structure_loss", "as_target_map"]
 
 
-def as_binary_target(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A mask (B, H, W) or (B, 1, H, W), integer or float in [0, 1], as float (B, 1, H, W) matching ``like``."""
+def as_target_map(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A mask (B, H, W) or (B, 1, H, W), integer or float in [0, 1], as float (B, 1, H, W) matching ``like``.
+
+    Not a binarisation: soft targets in [0, 1] stay soft (M2SNet Eq. 4 is defined on them);
+    to threshold a target use :func:`mslib.metrics.binarize_target`.
+    """
     if target.ndim == 3:
         target = target.unsqueeze(1)
     if target.ndim != 4 or target.shape[1] != 1:
@@ -68,7 +72,7 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy: bool = Fa
         target: mask (B, H, W) or (B, 1, H, W), 0/1 integers or soft values in [0, 1].
         legacy: reproduce the official code's unweighted mean BCE (see the module docstring).
     """
-    t = as_binary_target(target, logits)
+    t = as_target_map(target, logits)
     w = structure_weight(t, kernel_size)
     iou = weighted_iou(logits, t, w)
     if legacy:

@@ -21,7 +21,7 @@ Layer names for plug-ins (:mod:`mslib.models.plugins`): ``backbone.layer1`` .. `
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from mslib.models.pretrained import WeightSpec, load_state_dict_into, load_weights
+from mslib.weights import WeightSpec, load_state_dict_into, load_weights
 
 __all__ = ["DeepLabV3Plus", "RESNETS"]
 
@@ -42,7 +42,8 @@ _WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "res
 def _resnet_spec(name: str) -> WeightSpec:
     url = getattr(torchvision.models, _WEIGHTS[name]).IMAGENET1K_V1.url
     file = url.rsplit("/", 1)[-1]
-    return WeightSpec(name, url, file, file.rsplit("-", 1)[-1].split(".")[0], f"torchvision {_WEIGHTS[name]}.IMAGENET1K_V1")
+    hash_prefix = file.rsplit("-", 1)[-1].split(".")[0]
+    return WeightSpec(name, url, file, hash_prefix, f"torchvision {_WEIGHTS[name]}.IMAGENET1K_V1")
 
 
 def _dilate_basic_layer(layer: nn.Sequential, dilation: int) -> None:
@@ -78,7 +79,8 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"DeepLabV3Plus: output_stride must be 8 or 16, got {output_stride}")
         bottleneck = backbone in ("resnet50", "resnet101")
         dil = [False, output_stride == 8, True]
-        resnet = getattr(torchvision.models, backbone)(weights=None, **({"replace_stride_with_dilation": dil} if bottleneck else {}))
+        kw = {"replace_stride_with_dilation": dil} if bottleneck else {}
+        resnet = getattr(torchvision.models, backbone)(weights=None, **kw)
         state = load_weights(_resnet_spec(backbone), pretrained) if pretrained is not False else None
         if state is not None:
             load_state_dict_into(resnet, state, source=f"ImageNet {backbone} weights")

@@ -23,7 +23,8 @@ Layer names are those of ``model.named_modules()``, e.g. ``encoder.1`` / ``decod
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,7 +77,8 @@ class _UAFRHook(nn.Module):
 
     def hook(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise TypeError(f"UAFR can only follow a layer returning a (B, C, H, W) tensor, got {type(output).__name__}")
+            raise TypeError("UAFR can only follow a layer returning a (B, C, H, W) tensor, "
+                            f"got {type(output).__name__}")
         return self.block(output)
 
 
@@ -110,6 +112,7 @@ def attach_uafr(model: nn.Module, layers: Sequence[str], channels: Mapping[str, 
         handles.append(target.register_forward_hook(h.hook))
     model.add_module("uafr", blocks)
     model._uafr_handles = handles
+    model.uafr_channels = {name: int(channels[name]) for name in layers}
     return blocks
 
 
@@ -173,7 +176,8 @@ class PlugIn(nn.Module):
     """
 
     def __init__(self, model: nn.Module, uafr_layers: Sequence[str] = (), pdcr_layers: Sequence[str] = (),
-                 example_input: torch.Tensor | None = None, uafr_channels: Mapping[str, int] | Sequence[int] | None = None,
+                 example_input: torch.Tensor | None = None,
+                 uafr_channels: Mapping[str, int] | Sequence[int] | None = None,
                  output_key: str = "out", **uafr_kwargs):
         super().__init__()
         self.model = model

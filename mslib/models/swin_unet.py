@@ -37,7 +37,7 @@ otherwise a warning and random initialisation) or a path to the torchvision ``.p
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -26,7 +26,7 @@ Parameters with 1 input channel and 4 classes: 1,813,764 (SSL4MIS and MCSC, test
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -14,7 +14,7 @@ from torch import nn
 
 from mslib.data import build_transforms
 from mslib.losses.dice import dice_bce, dice_ce
-from mslib.losses.lossnet import IMAGENET_MEAN, IMAGENET_STD
+from mslib.weights import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["Recipe", "config_transforms", "default_loss", "LOSSES"]
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from mslib import metrics as M
 from mslib.data import RandomBatchResize, build_transforms
-from mslib.losses.lossnet import IMAGENET_MEAN, IMAGENET_STD, M2SNetLoss
+from mslib.losses.lossnet import M2SNetLoss
+from mslib.weights import IMAGENET_MEAN, IMAGENET_STD
 from mslib.models.m2snet import M2SNet
 from mslib.recipes.base import Recipe
 

@@ -1,5 +1,53 @@
-"""Training: the supervised engine (:func:`fit`, :func:`evaluate`), schedules and DDP helpers."""
-from mslib.train.engine import History, build_optimizer, evaluate, fit
+"""Training: the one engine (:func:`fit`, :func:`evaluate`, :class:`StepContext`), schedules and DDP helpers.
+
+``distributed``, ``run_folder`` and ``selfsup`` are re-exported as modules (their names are
+specialised: ``mslib.train.distributed.is_main`` ...).
+"""
+from mslib.train import distributed, run_folder, selfsup
+from mslib.train.engine import (
+    BEST_CHECKPOINT,
+    CHECKPOINT,
+    OPTIMIZERS,
+    History,
+    StepContext,
+    autocast_settings,
+    build_optimizer,
+    default_metrics,
+    dice_metric,
+    evaluate,
+    fit,
+    iou_metric,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from mslib.train.schedule import SCHEDULES, build_scheduler, lr_factor
 
-__all__ = ["History", "fit", "evaluate", "build_optimizer", "lr_factor", "build_scheduler", "SCHEDULES"]
+__all__ = [
+    # engine
+    "History",
+    "StepContext",
+    "fit",
+    "evaluate",
+    "build_optimizer",
+    "autocast_settings",
+    "default_metrics",
+    "dice_metric",
+    "iou_metric",
+    "rng_state",
+    "set_rng_state",
+    "save_checkpoint",
+    "load_checkpoint",
+    "OPTIMIZERS",
+    "CHECKPOINT",
+    "BEST_CHECKPOINT",
+    # schedules
+    "SCHEDULES",
+    "lr_factor",
+    "build_scheduler",
+    # modules
+    "distributed",
+    "run_folder",
+    "selfsup",
+]

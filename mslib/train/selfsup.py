@@ -33,6 +33,7 @@ from mslib.clustering import evaluate_clusters
 from mslib.configs import MSFormerConfig, TrainConfig
 from mslib.losses.scale_consistency import correlation_matrix, joint_loss
 from mslib.train.engine import _progress, fit
+from mslib.utils import image_to_tensor
 
 __all__ = ["SelfSupResult", "prepare_image", "optimise_image", "per_image", "evaluate_results"]
 
@@ -70,21 +71,7 @@ def prepare_image(image, size: int | None, standardize: bool = True) -> torch.Te
     ``size`` is given; ``standardize`` gives each channel zero mean and unit variance over the
     image (the official code only divides by 255).
     """
-    if isinstance(image, torch.Tensor):
-        x = image.detach().float()
-        if x.dim() == 2:
-            x = x[None]
-        if x.dim() != 3:
-            raise ValueError(f"image tensor must be (C, H, W) or (H, W), got {tuple(image.shape)}")
-    else:
-        arr = np.asarray(image)
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        if arr.ndim != 3:
-            raise ValueError(f"image array must be (H, W) or (H, W, C), got shape {arr.shape}")
-        x = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float()   # copy: arrays from PIL are read-only
-        if arr.dtype == np.uint8:
-            x = x / 255.0
+    x = image_to_tensor(image)
     x = x[None]
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
