@@ -6,6 +6,7 @@
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
     .venv/bin/python -m benchmarks.bench_selfsup --engine-overhead [--size 257] [--n 3] [--rounds 2]
+    .venv/bin/python -m benchmarks.bench_selfsup --speed-candidates [--size 257] [--steps 5] [--rounds 2]
     (add --set key=value ... to override MSFormerConfig fields, e.g. --set lambdas=1,5,1.2)
 
 ``--time`` runs each size in a fresh subprocess on synthetic skin images and reports the mean
@@ -80,9 +81,9 @@ def load_isic(root: Path, n: int | None = None):
 
     root = Path(root)
     if not (root / "images").is_dir():
-        raise SystemExit(f"--eval isic: {root / 'images'} does not exist. Point --data at a folder with images/ISIC_*.jpg "
-                         "and masks/ISIC_*_Segmentation.png (e.g. the team's isic2016-crops sample), or prepare ISIC "
-                         "with data_scripts and use the book's DATA parameter.")
+        raise SystemExit(f"--eval isic: {root / 'images'} does not exist. Point --data at a folder with "
+                         "images/ISIC_*.jpg and masks/ISIC_*_Segmentation.png (e.g. the team's isic2016-crops "
+                         "sample), or prepare ISIC with data_scripts and use the book's DATA parameter.")
     imgs = sorted((root / "images").glob("*.jpg"))
     if not imgs:
         raise SystemExit(f"no images in {root / 'images'}; pass --data pointing at the isic2016-crops folder")
@@ -197,7 +198,8 @@ def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
     results = segment_images(images, cfg, progress=progress)
     secs = (time.perf_counter() - t0) / len(images)
     kmeans = [_kmeans_at(im, cfg.image_size, cfg.kmeans_k, m.shape) for im, m in zip(images, masks)]
-    matched = [_kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape) for im, m, r in zip(images, masks, results)]
+    matched = [_kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape)
+               for im, m, r in zip(images, masks, results)]
     return {"MS-Former": score_maps([r.labels for r in results], masks),
             f"k-means (K={cfg.kmeans_k})": score_maps(kmeans, masks),
             "k-means (K = MS-Former's final count)": score_maps(matched, masks),
@@ -265,12 +267,12 @@ def run_ablation(cfg: MSFormerConfig, n: int) -> str:
     for name, c in variants:
         res = segment_images(list(images), c, progress=False)
         ev = [evaluate_clusters(r.labels, torch.from_numpy(m)) for r, m in zip(res, masks)]
-        mean = lambda k: 100 * float(torch.cat([e[k] for e in ev]).mean())  # noqa: E731
+        mean = lambda k, ev=ev: 100 * float(torch.cat([e[k] for e in ev]).mean())  # noqa: E731
         rows.append([name, f"{mean('dsc'):.1f}", f"{mean('hm'):.1f}", f"{mean('xor'):.1f}",
                      f"{np.mean([r.n_clusters for r in res]):.1f}", f"{np.mean([r.iterations for r in res]):.1f}"])
     return print_table(rows, ["losses (lambda1, lambda2, lambda3)", "DSC", "HM", "XOR", "clusters", "SGD steps"],
-                       title=f"Loss ablation (MS-Former Table 2 style): {n} synthetic skin images at {cfg.image_size} px, "
-                             "best-overlap cluster, no GT crop")
+                       title=f"Loss ablation (MS-Former Table 2 style): {n} synthetic skin images at "
+                             f"{cfg.image_size} px, best-overlap cluster, no GT crop")
 
 
 def _time_cell(size: int, images_npy: str, overrides: dict) -> dict:
@@ -382,6 +384,45 @@ def run_engine_overhead(size: int, n: int, rounds: int) -> str:
                              f"rounds, interleaved, {torch.get_num_threads()} threads)")
 
 
+#: speed candidates of issue 15 that need no code change: (name, MSFormerConfig overrides)
+SPEED_CANDIDATES = (("defaults", {}), ("narrower embedding dim=16, intra_dim=32", {"dim": 16, "intra_dim": 32}),
+                    ("Mix-FFN x1 (mlp_ratio=1)", {"mlp_ratio": 1.0}))
+
+
+def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool = True) -> str:
+    """Seconds per forward pass (+ SGD step) of each candidate against the defaults, interleaved in one process
+    on the same image (no early stop: ``min_clusters=1``, ``max_iters=steps``), so that a loaded machine slows
+    every candidate alike; the ratio is what to read. ``channels_last`` adds the defaults with the input and model
+    in ``torch.channels_last``."""
+    from mslib.data.synthetic_dermoscopy import make_sample
+    from mslib.recipes.msformer import build_model
+    from mslib.train.selfsup import optimise_image
+
+    base = dataclasses.replace(get_config("msformer", "paper"), image_size=size, max_iters=steps, min_clusters=1)
+    image, _ = make_sample(size, 7)
+    cands = [(n, dataclasses.replace(base, **o), False) for n, o in SPEED_CANDIDATES]
+    if channels_last:
+        cands.append(("defaults, channels_last", base, True))
+    segment_images([image[:32, :32]], dataclasses.replace(base, image_size=32, max_iters=2), progress=False)
+    t = {n: 0.0 for n, _, _ in cands}
+    for r in range(rounds):
+        for name, c, cl in (cands if r % 2 == 0 else cands[::-1]):
+            x = prepare_image(image, c.image_size, c.standardize)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = build_model(c, 3)
+            if cl:
+                model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            optimise_image(x, model, c)
+            t[name] += time.perf_counter() - t0
+    per = {n: v / (rounds * (steps + 1)) for n, v in t.items()}
+    d = per["defaults"]
+    rows = [[size, n, f"{per[n]:.3f}", f"{per[n] / d:.2f}"] for n, _, _ in cands]
+    return print_table(rows, ["size px", "candidate", "s / step", "vs defaults"],
+                       title=f"MS-Former speed candidates, interleaved in one process ({rounds} rounds x {steps + 1} "
+                             f"forward passes, {torch.get_num_threads()} threads)")
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", action="store_true")
@@ -395,6 +436,9 @@ def main(argv=None) -> str:
     ap.add_argument("--engine-overhead", action="store_true",
                     help="time the per-image loop on the engine against the same loop written by hand")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--speed-candidates", action="store_true", help="s/step of the speed candidates against the "
+                    "defaults, interleaved in one process (--size, --steps, --rounds)")
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--profile", default="paper", choices=["quick", "paper"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 257])   # the quick and paper sizes
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
@@ -412,6 +456,8 @@ def main(argv=None) -> str:
     if args.time_cell:
         print(json.dumps(_time_cell(int(args.time_cell[0]), args.time_cell[1], overrides)))
         return ""
+    if args.speed_candidates:
+        return run_speed_candidates(args.size or 257, args.steps, args.rounds)
     if args.engine_overhead:
         return run_engine_overhead(args.size or 257, args.n or 3, args.rounds)
     if args.eval:

@@ -119,8 +119,8 @@ def record(name: str, value: Any) -> None:
         from IPython.display import display
 
         if get_ipython() is not None:
-            display({RECORD_MIME: {name: payload}, "text/html": f'<span hidden class="mslib-record">{html.escape(name)}</span>'},
-                    raw=True)
+            hidden = f'<span hidden class="mslib-record">{html.escape(name)}</span>'
+            display({RECORD_MIME: {name: payload}, "text/html": hidden}, raw=True)
     except ImportError:  # pragma: no cover - IPython is optional outside notebooks
         pass
 

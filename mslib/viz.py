@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -216,5 +216,5 @@ def interactive(fn: Callable, **controls):
         return widgets.interact(fn, **controls)
     values = {k: _initial(fn, k, v) for k, v in controls.items()}
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-    print(f"static view at {shown} (run the notebook in Jupyter or Colab to move the controls)")
+    print(f"static view: {shown} (live controls in Jupyter or Colab)")
     return fn(**values)

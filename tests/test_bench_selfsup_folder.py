@@ -119,3 +119,9 @@ def test_eval_folder_end_to_end(tmp_path, layout, capsys, monkeypatch):
     assert "MS-Former beats k-means on" in out and "recall" in out and "precision" in out
     assert "DSC (legacy GT crop)" in out and "k-means (K=3)" in out
     assert ("IMD002" in out) if layout == "ph2" else ("case_2" in out and "case_1" not in out)
+
+
+def test_speed_candidates_smoke():
+    """The interleaved speed table runs (tiny size, one step); timings are printed, never asserted."""
+    out = main(["--speed-candidates", "--size", "32", "--steps", "1", "--rounds", "1", "--threads", "1"])
+    assert "vs defaults" in out and "channels_last" in out and "dim=16" in out

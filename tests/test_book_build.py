@@ -18,16 +18,29 @@ from tools.book import MATHJAX_PATH, ROOT, toc_files
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
 
+def build_book(tmp_path_factory) -> tuple[Path, dict]:
+    """Build the book once per test session (per xdist worker; the tests that use it share the
+    ``book_html`` group): ``jupyter-book build -W -n --keep-going``, execution off. Returns the
+    HTML folder and ``{"rc": ..., "log": ...}``; with --keep-going the HTML exists even when
+    a warning made the build fail, so the browser test still looks at it."""
+    out = tmp_path_factory.getbasetemp() / "book-strict"
+    result = out / "result.json"
+    if not result.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        jb = Path(sys.executable).parent / "jupyter-book"
+        exe = str(jb) if jb.exists() else shutil.which("jupyter-book")
+        assert exe, "jupyter-book is not installed: pip install -e '.[book]'"
+        proc = subprocess.run([exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
+                              cwd=ROOT, capture_output=True, text=True)
+        result.write_text(json.dumps({"rc": proc.returncode, "log": proc.stdout[-8000:] + proc.stderr[-4000:]}))
+    return out / "_build" / "html", json.loads(result.read_text())
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("strict")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    exe = str(jb) if jb.exists() else shutil.which("jupyter-book")
-    assert exe, "jupyter-book is not installed: pip install -e '.[book]'"
-    proc = subprocess.run([exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    return out / "_build" / "html"
+    html, result = build_book(tmp_path_factory)
+    assert result["rc"] == 0, result["log"]
+    return html
 
 
 @pytest.mark.slow

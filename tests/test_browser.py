@@ -7,7 +7,8 @@ plumbing (``recorded ...``, ``NBVAL``, papermill's parameters cell) and no dead 
 visible, the browser logs no error, and the Colab/launch links point at the repository of
 _config.yml and at that chapter's own notebook.
 
-The book is built from the stored notebooks (execution off, as tests/test_book_build.py), or
+The book is built from the stored notebooks (execution off; the same build as
+tests/test_book_build.py, shared within a session), or
 ``MSLIB_BOOK_HTML=_build/html`` checks an existing build (e.g. what ``make book`` produced).
 Needs Debian's ``chromium`` and the ``playwright`` package (never ``playwright install``):
 without them the test skips, unless ``MSLIB_REQUIRE_BROWSER=1`` (set by .ci/run) makes that a
@@ -18,15 +19,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tools.book import ROOT, colab_url, find_chromium, html_pages, repository, toc_files
+from tools.book import ROOT, colab_url, find_chromium, repository, toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book_html")]
 
@@ -67,13 +65,11 @@ def html_dir(tmp_path_factory) -> Path:
         path = path if path.is_absolute() else ROOT / path
         assert (path / "index.html").exists(), f"MSLIB_BOOK_HTML={given}: no index.html there (build the book first)"
         return path
-    out = tmp_path_factory.mktemp("book")
-    exe = Path(sys.executable).parent / "jupyter-book"
-    exe = str(exe) if exe.exists() else shutil.which("jupyter-book")
-    assert exe, "jupyter-book is not installed: pip install -e '.[book]'"
-    proc = subprocess.run([exe, "build", str(ROOT), "--path-output", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    return out / "_build" / "html"
+    from tests.test_book_build import build_book
+
+    html, result = build_book(tmp_path_factory)
+    assert (html / "index.html").exists(), "the book did not build:\n" + result["log"]
+    return html
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +103,7 @@ PROBE = r"""
   proseRoot.querySelectorAll("pre, code, script, style, mjx-container, .highlight").forEach(e => e.remove());
   const imgs = [...article.querySelectorAll("img")].map(i => ({
     src: i.getAttribute("src"), ok: i.complete && i.naturalWidth > 0,
-    output: !!i.closest(".cell_output"), right: i.getBoundingClientRect().right, left: i.getBoundingClientRect().left}));
+    output: !!i.closest(".cell_output")}));
   const scrollsX = (el) => { for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
       const o = getComputedStyle(p).overflowX; if (o === "auto" || o === "scroll" || o === "hidden") return true; }
     return false; };
@@ -123,7 +119,7 @@ PROBE = r"""
   const eqs = [...article.querySelectorAll('mjx-container[display="true"]')].map(m => {
     const inner = m.querySelector("mjx-math");
     return {need: inner ? Math.round(inner.getBoundingClientRect().width) : 0, have: m.clientWidth,
-            tex: (m.getAttribute("aria-label") || "").slice(0, 60)};
+            section: (m.closest("section") || {id: "?"}).id};
   });
   return {
     column: Math.round(col.width),
@@ -136,11 +132,14 @@ PROBE = r"""
     prose: proseRoot.textContent,
     text: visibleText(article),
     outputText: [...article.querySelectorAll(".cell_output")].map(e => e.textContent).join("\n"),
-    widgets: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"], .jupyter-widgets, .widget-area').length,
+    widgets: document.querySelectorAll(
+      'script[type="application/vnd.jupyter.widget-view+json"], .jupyter-widgets, .widget-area').length,
     injected: document.querySelectorAll(".tag_injected-parameters").length,
     colab: [...document.querySelectorAll('a[href*="colab.research.google.com/github/"]')].map(a => a.href),
-    repoLinks: [...document.querySelectorAll(".article-header-buttons a[href*='github.com'], .header-article a[href*='github.com']")].map(a => a.href),
-    mathjaxScripts: [...document.querySelectorAll("script[src]")].map(s => s.getAttribute("src")).filter(s => /mathjax/i.test(s)),
+    repoLinks: [...document.querySelectorAll(
+      ".article-header-buttons a[href*='github.com'], .header-article a[href*='github.com']")].map(a => a.href),
+    mathjaxScripts: [...document.querySelectorAll("script[src]")].map(s => s.getAttribute("src"))
+      .filter(s => /mathjax/i.test(s)),
   };
 }
 """
@@ -166,7 +165,8 @@ def open_page(browser, path: Path):
         page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)", timeout=15_000)
         page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
     except Exception as exc:  # noqa: BLE001 - reported with the page's other problems
-        errors.append(f"MathJax did not load or typeset within 15 s ({type(exc).__name__}); blocked requests: {blocked[:3]}")
+        errors.append(f"MathJax did not load or typeset within 15 s ({type(exc).__name__}); "
+                      f"blocked requests: {blocked[:3]}")
     page.wait_for_timeout(200)
     return page, errors, blocked
 
@@ -190,7 +190,8 @@ def test_page_in_browser(rel, html_dir, browser):
     figures = sum(1 for i in info["imgs"] if i["output"] and i["ok"])
     expected = notebook_images(rel)
     if figures < expected:
-        problems.append(f"{figures} figures shown, the stored notebook has {expected} (MPLBACKEND=Agg while executing?)")
+        problems.append(f"{figures} figures shown, the stored notebook has {expected} "
+                        "(executed under MPLBACKEND=Agg?)")
     # math: typeset by the local MathJax, no raw TeX left
     if any(s.startswith(("http:", "https:", "//")) for s in info["mathjaxScripts"]) or (
             info["mathSource"] and not info["mathjaxScripts"]):

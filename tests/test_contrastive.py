@@ -190,7 +190,7 @@ def test_multiscale_contrast_labelled_only_before_start():
     total2, _ = mc(fc2, ft, target, pc2, pt, labeled_bs=2, iteration=0, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(total, total2)
     total3, _ = mc(fc2, ft, target, pc2, pt, labeled_bs=2, iteration=100, generator=torch.Generator().manual_seed(0))
-    assert float(total3) != pytest.approx(float(total2))
+    assert total3.item() != pytest.approx(total2.item())
     total.backward()
     with pytest.raises(ValueError, match="scales"):
         MultiScaleContrast({1: 16}, {1: 96}, scales=(1, 8))

@@ -196,7 +196,7 @@ def test_no_plumbing_and_every_figure_stored(nb_path: Path):
         for o in c.get("outputs", []):
             data = o.get("data", {})
             text = "".join(data.get("text/plain", "")) + "".join(o.get("text", ""))
-            assert not re.search(r"^recorded \w+ = ", text, re.M), f"{rel}: a loud record() output (re-execute the chapter)"
+            assert not re.search(r"^recorded \w+ = ", text, re.M), f"{rel}: a loud record() output (re-execute it)"
             if RECORD_MIME in data:
                 assert "text/plain" not in data, f"{rel}: record() outputs must carry no text/plain"
             images += any(k.startswith("image/") for k in data)
@@ -251,7 +251,7 @@ def test_interactive_draws_a_static_picture(monkeypatch, capsys):
 
     assert viz.interactive(explore, shift=(-10, 10, 1), kind=["hole", "blur"], size=(0, 12, 1)) == "drawn"
     assert calls == [(0, "shift", 4)], "the function's defaults win, as in ipywidgets.interact"
-    assert "static view at shift=0, kind='shift', size=4" in capsys.readouterr().out
+    assert "static view: shift=0, kind='shift', size=4" in capsys.readouterr().out
 
     def no_defaults(a, b, c, d):
         calls.append((a, b, c, d))

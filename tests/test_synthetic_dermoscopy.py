@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from mslib.data import SegmentationFolder, synthetic_dermoscopy as sd
+from mslib.data import SegmentationFolder
+from mslib.data import synthetic_dermoscopy as sd
 
 
 def test_shapes_types_and_determinism():

@@ -165,6 +165,10 @@ def cmd_build(args) -> int:
     if args.execute:
         cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
         cfg["execute"]["execute_notebooks"] = "force"
+        # this copy lives in _build/: Jupyter Book resolves local_extensions from the config's folder
+        local = cfg.get("sphinx", {}).get("local_extensions") or {}
+        for name, path in local.items():
+            local[name] = str((ROOT / path).resolve())
         (ROOT / "_build").mkdir(exist_ok=True)
         config = ROOT / "_build" / "_config_execute.yml"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
@@ -241,7 +245,8 @@ def set_repo(url: str | None = None, branch: str | None = None, root: Path = ROO
                 touched = True
         if touched:  # rewrite only what changed (nbformat's key order when the file had it)
             sort_keys = json.dumps(json.loads(raw), indent=1, ensure_ascii=False, sort_keys=True) + "\n" == raw
-            nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=sort_keys) + "\n", encoding="utf-8")
+            text = json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=sort_keys) + "\n"
+            nb_path.write_text(text, encoding="utf-8")
             changed.append(nb_path)
     for path, badge in ((root / "tools" / "chapter_template.py", colab_url("book/NN_name.ipynb", root)),
                         (root / "README.md", None)):
@@ -326,7 +331,8 @@ def _sphinx_dedupe_scripts(app, pagename, templatename, context, doctree) -> Non
         return
     seen, out = set(), []
     for js in files:
-        key = (str(getattr(js, "filename", js) or ""), json.dumps(getattr(js, "attributes", {}), sort_keys=True, default=str))
+        attributes = json.dumps(getattr(js, "attributes", {}), sort_keys=True, default=str)
+        key = (str(getattr(js, "filename", js) or ""), attributes)
         if key not in seen:
             seen.add(key)
             out.append(js)
@@ -477,7 +483,8 @@ def cmd_pdf(args) -> int:
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort())
         for i, html in enumerate(html_pages(html_dir), 1):
             page.goto(html.as_uri(), wait_until="load")
-            page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise", timeout=30000)
+            page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise",
+                                   timeout=30000)
             page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
             page.emulate_media(media="print")
             page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")

@@ -32,8 +32,18 @@ import numpy as np
 
 from mslib import __version__
 from mslib.data.layout import PreparedWriter
-from mslib.data.synthetic import (_as_rng, _blob, _check_int, _check_size, _curves, _fields, _grid, _sigmoid,
-                                  _to_uint8, split_names)
+from mslib.data.synthetic import (
+    _as_rng,
+    _blob,
+    _check_int,
+    _check_size,
+    _curves,
+    _fields,
+    _grid,
+    _sigmoid,
+    _to_uint8,
+    split_names,
+)
 
 __all__ = ["AREA_RANGE", "CLASSES", "make_sample", "make_batch", "generate", "image_stats", "describe"]
 
@@ -47,7 +57,7 @@ _SKIN = np.array([[0.84, 0.70, 0.68], [0.78, 0.66, 0.66], [0.72, 0.62, 0.62], [0
                   [0.62, 0.66, 0.82], [0.70, 0.56, 0.50]], np.float32)   # pink, rose, dim, grey, bluish, tanned
 _SKIN_P = [0.25, 0.25, 0.15, 0.15, 0.1, 0.1]
 _PIGMENTS = np.array([[0.52, 0.33, 0.25], [0.34, 0.20, 0.16], [0.16, 0.11, 0.11], [0.36, 0.38, 0.50],
-                      [0.64, 0.32, 0.32]], np.float32)                    # light brown, dark brown, black, blue-grey, red
+                      [0.64, 0.32, 0.32]], np.float32)       # light brown, dark brown, black, blue-grey, red
 
 
 def _lesion_sd(rng, size, area, visible, cy, cx):

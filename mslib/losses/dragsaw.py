@@ -183,8 +183,8 @@ class PatchDragsawLoss(nn.Module):
                generator: torch.Generator | None) -> dict:
         B, C, h, w = feat.shape
         H, W = mask.shape[-2:]
-        rows, cols = grid_positions(h, w, self._n(layer), generator)
         dev = feat.device
+        rows, cols = grid_positions(h, w, self._n(layer), generator, device=dev)
         idx = (rows * w + cols).to(dev)
         vec = feat.flatten(2).index_select(2, idx).transpose(1, 2).float()          # (B, N, C)
         if self.receptive_fields is not None:

@@ -106,14 +106,15 @@ def patch_boxes(rows: torch.Tensor, cols: torch.Tensor, k: int) -> tuple[torch.T
     return r0, r0 + k - 1, c0, c0 + k - 1
 
 
-def grid_positions(h: int, w: int, n: int,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_positions(h: int, w: int, n: int, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid sampling (Sec. III-B): exactly ``n`` distinct in-grid positions (rows, cols) of an h x w map.
 
     A regular grid of about ``sqrt(n h / w)`` rows by ``n / rows`` columns, each point at the
     centre of its cell (or, with a ``generator``, at one random offset in the cell shared by the
     whole grid: a different grid each step, reproducible under a seed); when the grid has more
-    than n points, n of them are kept evenly along the flattened order.
+    than n points, n of them are kept evenly along the flattened order. The positions are built
+    on ``device`` from Python numbers (no host-to-device copy, which would wait for the GPU).
     """
     if not all(isinstance(v, int) and v >= 1 for v in (h, w, n)):
         raise ValueError(f"grid_positions needs positive ints h, w, n; got {h!r}, {w!r}, {n!r}")
@@ -128,11 +129,12 @@ def grid_positions(h: int, w: int, n: int,
     gh = min(h, max(gh, math.ceil(n / gw)))
     if gh * gw < n:  # pragma: no cover - cannot happen after the two clamps since n <= h w
         raise AssertionError
-    ys = torch.floor((torch.arange(gh) + oy) * h / gh).long()
-    xs = torch.floor((torch.arange(gw) + ox) * w / gw).long()
+    dt = torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64   # MPS has no float64
+    ys = torch.floor((torch.arange(gh, device=device, dtype=dt) + oy) * h / gh).long()
+    xs = torch.floor((torch.arange(gw, device=device, dtype=dt) + ox) * w / gw).long()
     rows, cols = ys.repeat_interleave(gw), xs.repeat(gh)
     if gh * gw > n:
-        keep = torch.floor((torch.arange(n) + 0.5) * (gh * gw) / n).long()
+        keep = torch.floor((torch.arange(n, device=device, dtype=dt) + 0.5) * (gh * gw) / n).long()
         rows, cols = rows[keep], cols[keep]
     return rows, cols
 
