@@ -206,6 +206,6 @@ def test_official_sampling_with_legacy_order_matches_official_supcon_per_group()
     want = official_supcon(f, torch.cat([y, y])[:, :4, :4], legacy_label_order=True)
     torch.testing.assert_close(got, want)
     aligned = cross_contrastive_loss(z, z, y, y, sampling="official", block=4)
-    assert float(aligned) != pytest.approx(float(got))
+    assert aligned.item() != pytest.approx(got.item())
     got.backward()
     assert torch.isfinite(z.grad).all() and z.grad[..., 4:, :].abs().sum() == 0      # outside the tiling: no gradient

@@ -4,6 +4,8 @@ MCSC and SSL4MIS label "K cases" of ACDC by taking the first N lines of ``train_
 (N hard-coded per K: 1 -> 32, 3 -> 68, 7 -> 136 slices). That equals the slices of the first K
 patients in list order, which is what :func:`labelled_split` computes from slice names (it
 does not need the hard-coded counts, and works on any volumetric dataset, synthetic included).
+MCSC's own script maps 1 case to 23 slices (SSL4MIS: 32), i.e. part of the first patient, most
+likely a typo; mslib follows the patient definition (32 slices on the SSL4MIS list).
 A case is a patient: ``patient099_frame01_slice_15`` and ``patient099_frame02_slice_3`` are both
 case ``patient099`` (its two cardiac phases); ``case003_slice_4`` is case ``case003``.
 
