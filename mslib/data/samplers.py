@@ -11,6 +11,12 @@ unlabelled stream on ``seed`` and its position, so :meth:`state_dict` (``epoch``
 already served in it) and :meth:`load_state_dict` resume exactly where an interrupted run
 stopped. ``seed`` is an int or drawn once from ``generator``. A completed pass advances the
 epoch by itself (``set_epoch`` sets it explicitly, as with ``DistributedSampler``).
+
+DDP: :meth:`shard` ``(rank, world)`` gives rank ``rank``'s sampler. The ranks walk the same
+permutations; batch ``b`` of rank ``r`` takes the ``(b * world + r)``-th chunk of ``labeled_bs``
+labelled indices and the same chunk of the unlabelled stream, so the ranks' batches are
+disjoint, each keeps the labelled share, and together they form a global batch of ``world``
+times the per-rank batch (an epoch has ``len(labeled) // (labeled_bs * world)`` batches).
 """
 from __future__ import annotations
 
@@ -51,9 +57,22 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
         if seed is None:
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator).item()) if generator is not None else 0
         self.seed, self.epoch, self.batch = int(seed), 0, 0
+        self.rank, self.world = 0, 1
 
     def __len__(self) -> int:
-        return len(self.labeled) // self.labeled_bs
+        return len(self.labeled) // (self.labeled_bs * self.world)
+
+    def shard(self, rank: int, world: int) -> "TwoStreamBatchSampler":
+        """Rank ``rank`` of ``world``'s sampler: the same streams, every ``world``-th chunk (module docstring)."""
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
+        if len(self.labeled) < self.labeled_bs * world:
+            raise ValueError(f"labeled has {len(self.labeled)} indices, fewer than labeled_bs x world = "
+                             f"{self.labeled_bs} x {world}; label more images or lower labeled_bs")
+        out = TwoStreamBatchSampler(self.labeled, self.unlabeled, self.labeled_bs, self.unlabeled_bs, seed=self.seed)
+        out.rank, out.world = int(rank), int(world)
+        out.epoch, out.batch = self.epoch, self.batch
+        return out
 
     def _perm(self, stream: int, index: int, n: int) -> list[int]:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + stream * 7_919 + index) % (2 ** 63))
@@ -72,9 +91,10 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
         epoch = self.epoch
         order = self._perm(0, epoch, len(self.labeled))
         for b in range(self.batch, len(self)):
-            lab = [self.labeled[i] for i in order[b * self.labeled_bs:(b + 1) * self.labeled_bs]]
-            unl = self._unlabeled_at((epoch * len(self) + b) * self.unlabeled_bs, self.unlabeled_bs) \
-                if self.unlabeled_bs else []
+            chunk = b * self.world + self.rank          # this rank's chunk of the global batch b
+            lab = [self.labeled[i] for i in order[chunk * self.labeled_bs:(chunk + 1) * self.labeled_bs]]
+            unl = self._unlabeled_at(((epoch * len(self) + b) * self.world + self.rank) * self.unlabeled_bs,
+                                     self.unlabeled_bs) if self.unlabeled_bs else []
             self.batch = b + 1
             yield lab + unl
         self.epoch, self.batch = epoch + 1, 0
