@@ -17,7 +17,8 @@ PROFILES = ("quick", "paper")
 _REGISTRY: dict[str, type] = {}
 
 __all__ = ["PROFILES", "TrainConfig", "M2SNetConfig", "MSFormerConfig", "UNetConfig", "register", "get_config",
-           "available_methods", "check_profile", "unused_fields"]
+           "available_methods", "check_profile", "unused_fields", "MCSCConfig", "CTSConfig",
+           "CPSConfig", "UNetLSConfig", "UNetFSConfig", "ABLATIONS"]
 
 
 def register(name: str) -> Callable[[type], type]:
@@ -314,7 +315,18 @@ class MCSCConfig:
 
     ``quick``: synthetic cardiac volumes (20 cases of 8 slices, 64 px; 14 training cases of which
     the first ``labelled_cases`` are labelled), batch 4 + 4, 150 iterations, the same optimiser
-    groups at higher rates, contrast from iteration 50, 1,024 sampled pixels per scale.
+    groups at higher rates, a narrower Swin-UNet (``swin_embed_dim`` 24, heads 1-2-4-8), contrast
+    from iteration 50, 1,024 sampled pixels per scale.
+
+    ``method`` selects what :mod:`mslib.recipes.mcsc` trains (one registered config each, same
+    fields): ``"mcsc"``; ``"cts"`` (UNet + Swin-UNet, no contrast; ``paper`` = ``CTS_PAPER``);
+    ``"cps"`` (two UNets, cross pseudo supervision); ``"unet_ls"`` (the UNet on the labelled
+    slices only); ``"unet_fs"`` (the UNet on every training slice, labelled). In ``quick`` every
+    method keeps MCSC's optimiser groups and budget, so a difference is the method's.
+    :data:`ABLATIONS` holds the rows of Tab. A1 (cumulative: SCL, +DB, +CroLab, +Balanced,
+    +MulSca) and Tab. A2 (the contrasted scales) as overrides of the ``mcsc`` config.
+    ``legacy_double_contrast=True``: the official script adds the contrastive term to both
+    networks' losses and back-propagates their sum, so it counts twice.
     """
 
     profile: str = "quick"
@@ -366,21 +378,109 @@ class MCSCConfig:
     synthetic_cases: int = 20
     synthetic_slices: int = 8
     seed: int = 0
+    # method (one registered config each) and what phase 2 adds
+    method: str = "mcsc"                 # "mcsc" | "cts" | "cps" | "unet_ls" | "unet_fs"
+    dataset: str = "synthetic"           # "synthetic" (cardiac volumes) or a prepared dataset name / folder
+    swin_embed_dim: int = 96             # swin-tiny; quick: 24
+    swin_num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    legacy_double_contrast: bool = False  # official: the contrastive term enters both networks' losses (x2)
+    num_workers: int = 0
 
+    METHODS = ("mcsc", "cts", "cps", "unet_ls", "unet_fs")
     CTS_PAPER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "tra_lr_factor": 1.0,
                  "tra_warmup_iters": 0, "labeled_bs": 8, "unlabeled_bs": 8, "max_iterations": 30_000,
                  "cl_weight": 0.0}
 
     @classmethod
     def quick(cls) -> "MCSCConfig":
-        return cls(profile="quick", image_size=64, labelled_cases=3, labeled_bs=4, unlabeled_bs=4,
+        cfg = cls(profile="quick", image_size=64, labelled_cases=3, labeled_bs=4, unlabeled_bs=4,
                    max_iterations=150, lr=2e-3, tra_lr_factor=0.5, tra_warmup_iters=20, proj_lr=1e-3,
                    swin_drop_path=0.0, cps_rampup=150.0, cps_iters_per_step=1, cl_weight=0.01, cl_start_iteration=50,
-                   cl_max_samples=1024, cl_block=8, val_every=50, val_after=0, swin_pretrained=False)
+                   cl_max_samples=1024, cl_block=8, val_every=50, val_after=0, swin_pretrained=False,
+                   swin_embed_dim=24, swin_num_heads=(1, 2, 4, 8))
+        return dataclasses.replace(cfg, **cls._method_overrides("quick"))
 
     @classmethod
     def paper(cls) -> "MCSCConfig":
-        return cls(profile="paper")
+        return dataclasses.replace(cls(profile="paper"), **cls._method_overrides("paper"))
+
+    @classmethod
+    def _method_overrides(cls, profile: str) -> dict:
+        """The fields a registered method changes (subclasses set ``method``'s default)."""
+        method = next(f.default for f in dataclasses.fields(cls) if f.name == "method")
+        out: dict = {}
+        if method != "mcsc":
+            out["cl_weight"] = 0.0
+        if method == "cts" and profile == "paper":
+            out.update(cls.CTS_PAPER)
+        return out
+
+    def _unused_fields(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.cl_weight == 0:
+            for k in ("cl_scales", "cl_start_iteration", "temperature", "proj_hidden", "proj_dim", "cl_sampling",
+                      "cl_max_samples", "cl_block", "balanced", "discard_background", "cross_labels",
+                      "legacy_label_order", "proj_lr", "legacy_double_contrast"):
+                out[k] = "cl_weight is 0 (no contrast)"
+        if self.method in ("unet_ls", "unet_fs", "cps"):
+            for k in ("tra_lr_factor", "tra_warmup_iters", "swin_pretrained", "swin_drop_path", "swin_embed_dim",
+                      "swin_num_heads"):
+                out[k] = f"method {self.method!r} trains no Swin-UNet"
+        if self.method in ("unet_ls", "unet_fs"):
+            for k in ("cps_weight", "cps_rampup", "cps_iters_per_step"):
+                out[k] = f"method {self.method!r} is supervised only"
+        if self.optimizer != "sgd":
+            out["momentum"] = f"only optimizer='sgd' uses it (optimizer is {self.optimizer!r})"
+        return out
+
+
+@register("cts")
+@dataclass
+class CTSConfig(MCSCConfig):
+    """CTS (Luo et al., MIDL 2022): MCSC without the contrast; ``paper`` = the CTS script's optimiser (``CTS_PAPER``)."""
+
+    method: str = "cts"
+
+
+@register("cps")
+@dataclass
+class CPSConfig(MCSCConfig):
+    """CPS baseline: two SSL4MIS UNets teaching each other (cross pseudo supervision), no contrast."""
+
+    method: str = "cps"
+
+
+@register("unet_ls")
+@dataclass
+class UNetLSConfig(MCSCConfig):
+    """UNet-LS: the SSL4MIS UNet trained on the labelled slices only (batch ``labeled_bs + unlabeled_bs``)."""
+
+    method: str = "unet_ls"
+
+
+@register("unet_fs")
+@dataclass
+class UNetFSConfig(MCSCConfig):
+    """UNet-FS: the SSL4MIS UNet trained on every training slice with its label (the upper bound)."""
+
+    method: str = "unet_fs"
+
+
+#: MCSC ablations as overrides of ``get_config("mcsc", profile)``: Tab. A1 rows (cumulative) and Tab. A2 (scales).
+ABLATIONS: dict[str, dict] = {
+    "A1:CTS": {"cl_weight": 0.0},
+    "A1:SCL": {"cl_scales": (1,), "balanced": False, "discard_background": False, "cross_labels": False},
+    "A1:+DB": {"cl_scales": (1,), "balanced": False, "discard_background": True, "cross_labels": False},
+    "A1:+CroLab": {"cl_scales": (1,), "balanced": False, "discard_background": True, "cross_labels": True},
+    "A1:+Balanced": {"cl_scales": (1,), "balanced": True, "discard_background": True, "cross_labels": True},
+    "A1:+MulSca": {"cl_scales": (1, 8)},
+    "A2:256": {"cl_scales": (1,)},
+    "A2:56": {"cl_scales": (4,)},
+    "A2:28": {"cl_scales": (8,)},
+    "A2:256+28": {"cl_scales": (1, 8)},
+    "A2:256+56": {"cl_scales": (1, 4)},
+    "A2:256+56+28": {"cl_scales": (1, 4, 8)},
+}
 
 
 @register("pdcr")

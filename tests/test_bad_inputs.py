@@ -379,3 +379,21 @@ def test_r11_repairs_written_by_preparation_are_not_repeated(tmp_path):
         warnings.simplefilter("error")
         ds = SegmentationFolder(tmp_path / "p", split=None)
     assert ds.repairs == [] and ds.meta["repairs"] == [{"name": "a", "repair": "JPEG mask thresholded at 128"}]
+
+
+# ------------------------------------------------------------------------- issue 11: losses on bad targets
+@pytest.mark.parametrize("bad, msg", [(255, "divide by 255"), (-1, r"\[-1, 1\]")])
+def test_binary_losses_refuse_targets_outside_0_1(bad, msg):
+    import torch
+
+    from mslib.losses import dice_bce, soft_dice_loss
+
+    logits = torch.zeros(2, 1, 4, 4)
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    target[0, 0, 0] = bad
+    target[1, 0, 0] = 1
+    for fn in (dice_bce, soft_dice_loss):
+        with pytest.raises(ValueError, match=msg):
+            fn(logits, target)
+    soft = torch.full((2, 4, 4), 0.3)
+    assert torch.isfinite(dice_bce(logits, soft))            # soft targets in [0, 1] stay allowed

@@ -107,3 +107,10 @@ def test_bench_isic_without_the_folder_says_what_to_do(tmp_path):
 
     with pytest.raises(SystemExit, match="data_scripts"):
         load_isic(tmp_path / "missing")
+
+
+def test_an_image_with_nan_is_an_error_not_a_one_cluster_map():
+    img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    img[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        segment_image(img)

@@ -200,7 +200,10 @@ def make_batch(n: int, size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.n
 
 def describe() -> str:
     """What the generator draws (for ``dataset.json`` and the book)."""
-    return " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " ")
+    text = " ".join(__doc__.split("\n\n")[1:3])
+    for markup in (":mod:", "``", "**", "`"):
+        text = text.replace(markup, "")
+    return " ".join(text.split()).replace(": * ", ": ").replace("; * ", "; ")
 
 
 def generate(root: str | os.PathLike, n: int = 100, size: int = 128, seed: int = 0,

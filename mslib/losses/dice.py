@@ -15,8 +15,9 @@ Empty masks: with ``s > 0`` an empty target and an empty prediction give D = 1 (
 and the loss and its gradient are finite for every input; ``s`` must therefore be > 0.
 
 Targets: for a binary model (logits (B, 1, H, W)) a mask (B, H, W) or (B, 1, H, W) of 0/1
-(int or float; soft float targets are allowed); for K > 1 class indices (B, H, W) (int64)
-or a one-hot / probability map (B, K, H, W).
+(int or float; soft float targets in [0, 1] are allowed); for K > 1 class indices (B, H, W)
+(int64) or a one-hot / probability map (B, K, H, W). Values outside [0, 1] (a 0/255 mask, a -1
+label) or class indices outside [0, K-1] are an error naming the range found and the fix.
 """
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["soft_dice_loss", "dice_bce", "dice_ce"]
+
+
+def _check_unit_range(target: torch.Tensor, what: str) -> None:
+    """Binary / one-hot targets must lie in [0, 1]: a 0/255 mask or a -1 label would give a plausible but
+    meaningless loss (e.g. soft Dice below 0)."""
+    if target.numel() and target.dtype != torch.bool and bool(((target < 0) | (target > 1)).any()):
+        lo, hi = float(target.min()), float(target.max())
+        hint = " (a 0/255 mask: divide by 255 or use target > 0)" if hi > 1 else ""
+        raise ValueError(f"{what} must hold values in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
 
 
 def _probs_and_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +47,7 @@ def _probs_and_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch
         if target.shape != logits.shape:
             raise ValueError(f"binary target must be (B, H, W) or (B, 1, H, W) matching logits {tuple(logits.shape)}, "
                              f"got {tuple(target.shape)}")
+        _check_unit_range(target, "a binary target")
         return torch.sigmoid(logits), target.to(logits.dtype)
     probs = torch.softmax(logits, dim=1)
     if target.ndim == 3:
@@ -53,6 +64,7 @@ def _probs_and_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch
     if target.shape != logits.shape:
         raise ValueError(f"target must be (B, H, W) class indices or (B, K, H, W) one-hot matching logits "
                          f"{tuple(logits.shape)}, got {tuple(target.shape)}")
+    _check_unit_range(target, "a one-hot / probability target")
     return probs, target.to(probs.dtype)
 
 
@@ -92,8 +104,9 @@ def dice_bce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float =
     t = target.unsqueeze(1) if target.ndim == 3 else target
     if t.shape != logits.shape:
         raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    dice = soft_dice_loss(logits, target, smooth=smooth)            # checks that the target lies in [0, 1]
     bce = F.binary_cross_entropy_with_logits(logits.float(), t.float())
-    return bce_weight * bce + dice_weight * soft_dice_loss(logits, target, smooth=smooth)
+    return bce_weight * bce + dice_weight * dice
 
 
 def dice_ce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, ce_weight: float = 1.0,
