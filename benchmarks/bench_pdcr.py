@@ -3,6 +3,7 @@
     python -m benchmarks.bench_pdcr                 # batch 4, N = 64 and 32, patches 5/7/9 (official sizes)
     python -m benchmarks.bench_pdcr --device cuda
     python -m benchmarks.bench_pdcr --memory-n 64,256,1024,4096
+    python -m benchmarks.bench_pdcr --step-only --step-profiles quick,paper   # training-step overhead
 
 Three implementations of the same single-layer H-PDCR loss (Eq. 12, first line; mean reduction;
 two layers as the official 2D encoder: 64 channels at stride 2 with N = 64, 128 at stride 4 with
@@ -18,6 +19,15 @@ N = 32; patch series 5, 7, 9):
 
 All three are timed in one run and must agree to 1e-5. Then the memory of the vectorised loss
 (forward + backward) as N grows: it keeps a few (B, K, N, N) float32 tensors per layer.
+
+Training-step overhead (``--step-profiles``): one optimiser step (forward, CE + PDCR of
+:func:`mslib.recipes.pdcr.pdcr_step`, backward, Adam) of each network of the recipe with PDCR +
+UAFR at their default layers against the bare network, both built by
+:func:`mslib.recipes.pdcr.build_pdcr_net` from the same config; the two are timed interleaved
+(bare, plugged, bare, plugged, ...) so that load on the machine hits both alike, and the table
+gives the median ratio (goal <= 1.3x). ``quick``: the chapter's networks (UNet w8 d3, FCN and
+DeepLabV3+ on ResNet-18) at 64 px, batch 8; ``paper``: the paper's networks (UNet w64 d4, FCN and
+DeepLabV3+ on ResNet-50) at 512 x 384 (Table IV), batch ``--paper-batch``.
 """
 from __future__ import annotations
 
@@ -209,6 +219,87 @@ def memory_table(ns: list[int], batch: int, device: str, k: int = 3) -> str:
     return text
 
 
+STEP_PROFILES = {
+    "quick": dict(size=(64, 64), batch=8, kw={"unet": dict(base_channels=8, depth=3), "fcn": dict(backbone="resnet18"),
+                                              "deeplabv3plus": dict(backbone="resnet18")},
+                  pdcr=dict(num_vectors=(16, 8), decoder_num_vectors=(16, 8))),
+    "paper": dict(size=(384, 512), batch=1, kw={"unet": dict(base_channels=64, depth=4),
+                                                "fcn": dict(backbone="resnet50"),
+                                                "deeplabv3plus": dict(backbone="resnet50")}, pdcr={}),
+}
+
+
+def step_table(profiles: list[str], networks: list[str], device: str, repeat: int, paper_batch: int = 2,
+               threads: int | None = None) -> tuple[str, list[dict]]:
+    """Median training-step time of bare vs PDCR + UAFR networks, interleaved; one row per (profile, network)."""
+    import dataclasses
+
+    from mslib.configs import get_config
+    from mslib.recipes.pdcr import build_pdcr_net, pdcr_step
+
+    rows, out = [], []
+    for prof in profiles:
+        spec = STEP_PROFILES[prof]
+        batch = paper_batch if prof == "paper" else spec["batch"]
+        for net_name in networks:
+            base = dataclasses.replace(get_config("pdcr", "paper"), network=net_name, pretrained=False,
+                                       **spec["kw"][net_name], **spec["pdcr"])
+            variants = {"bare": dataclasses.replace(base, pdcr="none", uafr=False),
+                        "pdcr": dataclasses.replace(base, uafr=False),
+                        "uafr": dataclasses.replace(base, pdcr="none"), "pdcr+uafr": base}
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(batch, 3, *spec["size"], generator=g).to(device)
+            y = (torch.rand(batch, *spec["size"], generator=g) > 0.6).long().to(device)
+            steps = {}
+            for name, cfg in variants.items():
+                torch.manual_seed(0)
+                model = build_pdcr_net(cfg, 3, 2).to(device).train()
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+
+                class Ctx:
+                    pass
+                ctx = Ctx()
+                ctx.model, ctx.models = model, {"model": model}
+                ctx.loss_fn = lambda lg, m: torch.nn.functional.cross_entropy(lg.float(), m)
+
+                def step(model=model, opt=opt, ctx=ctx):
+                    opt.zero_grad(set_to_none=True)
+                    loss, _ = pdcr_step(ctx, (x, y))
+                    loss.backward()
+                    opt.step()
+                step()                                                    # warm-up
+                steps[name] = step
+            times = {k: [] for k in steps}
+            for r in range(repeat):
+                order = list(steps) if r % 2 == 0 else list(steps)[::-1]  # interleaved, alternating order
+                for k in order:
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    steps[k]()
+                    _sync(device)
+                    times[k].append(time.perf_counter() - t0)
+            med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            ratios = sorted(p / b for p, b in zip(times["pdcr+uafr"], times["bare"]))
+            ratio = med["pdcr+uafr"] / med["bare"]
+            h, w = spec["size"]
+            label = {"unet": f"UNet w{spec['kw']['unet']['base_channels']}",
+                     "fcn": f"FCN-{spec['kw']['fcn']['backbone'].replace('resnet', 'R')}",
+                     "deeplabv3plus": f"DeepLabV3+-{spec['kw']['deeplabv3plus']['backbone'].replace('resnet', 'R')}"}
+            rows.append([prof, label[net_name], f"{batch} x {w}x{h}", f"{med['bare'] * 1e3:.0f}",
+                         f"{med['pdcr'] / med['bare']:.2f}x", f"{med['uafr'] / med['bare']:.2f}x",
+                         f"{med['pdcr+uafr'] * 1e3:.0f}", f"{ratio:.2f}x",
+                         f"{ratios[0]:.2f}-{ratios[-1]:.2f}", "yes" if ratio <= 1.3 else "no"])
+            out.append({"profile": prof, "network": net_name, "bare_s": med["bare"], "plugged_s": med["pdcr+uafr"],
+                        "ratio": ratio, "pdcr_ratio": med["pdcr"] / med["bare"],
+                        "uafr_ratio": med["uafr"] / med["bare"]})
+    thr = f", {threads or torch.get_num_threads()} thread(s)" if device == "cpu" else ""
+    table = print_table(rows, ["profile", "network", "batch x W x H", "bare ms/step", "PDCR only", "UAFR only",
+                               "PDCR+UAFR ms/step", "PDCR+UAFR ratio", "paired ratios min-max", "<= 1.3x"],
+                        title=f"Training step (forward, CE + PDCR, backward, Adam): PDCR + UAFR vs the bare network, "
+                              f"{device}{thr}, median of {repeat} interleaved steps")
+    return table, out
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=4)
@@ -218,11 +309,27 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--no-loop", action="store_true", help="skip the (slow) direct loop")
     p.add_argument("--memory-n", default="64,128,256,512,1024,2048")
     p.add_argument("--memory-batch", type=int, default=4)
+    p.add_argument("--step-profiles", default="", help="training-step overhead: comma list of quick,paper "
+                                                         "(default: none; --step-only alone runs quick)")
+    p.add_argument("--step-networks", default="unet,fcn,deeplabv3plus")
+    p.add_argument("--step-repeat", type=int, default=7)
+    p.add_argument("--paper-batch", type=int, default=2, help="batch of the paper-size step (paper: 4 per GPU)")
+    p.add_argument("--step-only", action="store_true", help="only the training-step table")
     a = p.parse_args(argv)
     torch.manual_seed(0)
-    table, _ = speed_table(a.batch, a.size, a.device, a.repeat, loop=not a.no_loop)
-    mem = memory_table([int(n) for n in a.memory_n.split(",") if n], a.memory_batch, a.device) if a.memory_n else ""
-    return table + "\n" + mem
+    parts = []
+    if not a.step_only:
+        table, _ = speed_table(a.batch, a.size, a.device, a.repeat, loop=not a.no_loop)
+        parts.append(table)
+        if a.memory_n:
+            parts.append(memory_table([int(n) for n in a.memory_n.split(",") if n], a.memory_batch, a.device))
+    if a.step_only and not a.step_profiles:
+        a.step_profiles = "quick"
+    if a.step_profiles:
+        table, _ = step_table([s for s in a.step_profiles.split(",") if s], a.step_networks.split(","), a.device,
+                              a.step_repeat, a.paper_batch)
+        parts.append(table)
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

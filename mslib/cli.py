@@ -34,6 +34,7 @@ __all__ = ["MODELS", "main", "build_parser"]
 MODELS: dict[str, str | Callable[..., Any]] = {
     "unet": "mslib.recipes.unet:recipe",
     "m2snet": "mslib.recipes.m2snet:recipe",   # MSNet / M2SNet (chapter 6); binary data only
+    "pdcr": "mslib.recipes.pdcr:recipe",       # PDCR + UAFR on UNet / FCN / DeepLabV3+ (chapter 14)
 }
 
 

@@ -6,13 +6,14 @@ name to ``recipe(config, in_channels, out_channels) -> Recipe``.
 """
 from __future__ import annotations
 
-from mslib.recipes import m2snet, msformer, unet
+from mslib.recipes import m2snet, msformer, pdcr, unet
 from mslib.recipes.base import LOSSES, Recipe, config_transforms, default_loss
 
 #: CLI model name -> recipe(config, in_channels, out_channels) -> Recipe (the name is also its config's name)
 RECIPES = {
     "unet": unet.recipe,
     "m2snet": m2snet.recipe,   # MSNet / M2SNet (chapter 6); binary data only
+    "pdcr": pdcr.recipe,       # PDCR + UAFR on UNet / FCN / DeepLabV3+ (chapter 14)
 }
 
-__all__ = ["Recipe", "RECIPES", "LOSSES", "config_transforms", "default_loss", "m2snet", "msformer", "unet"]
+__all__ = ["Recipe", "RECIPES", "LOSSES", "config_transforms", "default_loss", "m2snet", "msformer", "pdcr", "unet"]
