@@ -240,8 +240,10 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
     rows, out = [], []
     for prof in profiles:
         spec = STEP_PROFILES[prof]
-        batch = paper_batch if prof == "paper" else spec["batch"]
         for net_name in networks:
+            batch = paper_batch if prof == "paper" else spec["batch"]
+            if net_name == "deeplabv3plus":
+                batch = max(batch, 2)   # ASPP's image-pooling batch norm cannot train on one image
             base = dataclasses.replace(get_config("pdcr", "paper"), network=net_name, pretrained=False,
                                        **spec["kw"][net_name], **spec["pdcr"])
             variants = {"bare": dataclasses.replace(base, pdcr="none", uafr=False),
@@ -262,7 +264,7 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
                 ctx.model, ctx.models = model, {"model": model}
                 ctx.loss_fn = lambda lg, m: torch.nn.functional.cross_entropy(lg.float(), m)
 
-                def step(model=model, opt=opt, ctx=ctx):
+                def step(model=model, opt=opt, ctx=ctx, x=x, y=y):
                     opt.zero_grad(set_to_none=True)
                     loss, _ = pdcr_step(ctx, (x, y))
                     loss.backward()
@@ -289,6 +291,7 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
                          f"{med['pdcr'] / med['bare']:.2f}x", f"{med['uafr'] / med['bare']:.2f}x",
                          f"{med['pdcr+uafr'] * 1e3:.0f}", f"{ratio:.2f}x",
                          f"{ratios[0]:.2f}-{ratios[-1]:.2f}", "yes" if ratio <= 1.3 else "no"])
+            print("row:", " | ".join(map(str, rows[-1])), flush=True)
             out.append({"profile": prof, "network": net_name, "bare_s": med["bare"], "plugged_s": med["pdcr+uafr"],
                         "ratio": ratio, "pdcr_ratio": med["pdcr"] / med["bare"],
                         "uafr_ratio": med["uafr"] / med["bare"]})

@@ -437,7 +437,7 @@ class MCSCConfig:
 @register("cts")
 @dataclass
 class CTSConfig(MCSCConfig):
-    """CTS (Luo et al., MIDL 2022): MCSC without the contrast; ``paper`` = the CTS script's optimiser (``CTS_PAPER``)."""
+    """CTS (Luo et al., MIDL 2022): MCSC without the contrast; ``paper``: the CTS script's optimiser (``CTS_PAPER``)."""
 
     method: str = "cts"
 
@@ -509,9 +509,12 @@ class PDCRConfig(TrainConfig):
     PH2 or ISIC 2016 test (Table I), also ISIC 2017, Montgomery (MC), DigestPath (preparers in
     ``data_scripts``).
 
-    ``quick``: synthetic skin lesions at 64 px, a width-8 UNet, N = 16 and 8, Adam
-    at 3e-3, 8 epochs: a CPU minute (phase 2 tunes it against the baseline and reports whether
-    the difference is above seed noise).
+    ``quick``: synthetic skin lesions at 64 px, a width-8 UNet of depth 3, N = 16 and 8, Adam
+    at 3e-3, 8 epochs of 210 images (208 steps; what ``python -m mslib train --model pdcr``
+    runs). Chapter 14 trains shorter runs (40 steps at 32 px per seed) and reports that the
+    differences between the settings are within seed noise at that budget. The recipe
+    (:mod:`mslib.recipes.pdcr`) builds the model, the total loss as a step function and the
+    transforms from this config; :data:`mslib.recipes.pdcr.DATASETS` holds the per-dataset settings.
     """
 
     # network
@@ -563,7 +566,7 @@ class PDCRConfig(TrainConfig):
     OFFICIAL_WEIGHTS = {"encoder_weight": 0.1, "decoder_weight": 0.01, "cross_weight": 0.01}
 
     @classmethod
-    def quick(cls) -> "PDCRConfig":
+    def quick(cls) -> PDCRConfig:
         return cls(profile="quick", network="unet", base_channels=8, depth=3, pretrained=False, image_size=64,
                    epochs=8, batch_size=8, optimizer="adam", lr=3e-3, weight_decay=1e-5, schedule="cosine",
                    warmup_epochs=0.3, min_lr_ratio=0.01, num_vectors=(16, 8), decoder_num_vectors=(16, 8),
@@ -571,6 +574,6 @@ class PDCRConfig(TrainConfig):
                    scale=(0.9, 1.1), translate=0.05)
 
     @classmethod
-    def paper(cls) -> "PDCRConfig":
+    def paper(cls) -> PDCRConfig:
         return cls(profile="paper", image_size=(384, 512), epochs=300, batch_size=4, optimizer="adam", lr=1e-3,
                    weight_decay=1e-5, schedule="cosine", warmup_epochs=2.0, min_lr_ratio=1e-2)

@@ -159,6 +159,25 @@ EXPECTATIONS: dict[str, dict] = {
         },
         "nbval": False,                            # optimises 4 networks
     },
+    "14_plugging_in": {
+        "records": {
+            "dice_chance": (0.1, 0.5),                # all-lesion Dice on synthetic skin test at 32 px (0.28)
+            "unet_best_dice": (0.6, 1.0),             # UNet, 40 steps, mean of 3 seeds (0.79): well above chance
+            "unet_both_dice": (0.6, 1.0),             # UNet + H-PDCR + UAFR trains as well (0.77)
+            "fcn_best_dice": (0.0, 1.0),              # recorded, not asserted: 15 steps of FCN-R18 (0.53)
+            "deeplabv3plus_best_dice": (0.0, 1.0),    # recorded, not asserted: 15 steps (0.34, near chance)
+            "mean_seed_std_pct": (0.0, None),
+            "max_abs_setting_delta_pct": (0.0, None),
+            "grid_seconds": (0.0, None),
+            "limited_data_dice_10pct_both": (0.4, 1.0),      # 10 % of the data, same steps (0.76)
+            "limited_data_dice_10pct_baseline": (0.4, 1.0),  # (0.76)
+            "silhouette_baseline": (-1.0, 1.0),       # recorded: one seed (0.27)
+            "silhouette_pdcr": (-1.0, 1.0),           # (0.24: no gain at this budget)
+            "uafr_extra_params_deeplab_m": (0.59, 0.60),  # sum of 144 C + 66 over 6 layers of DeepLabV3+-R50
+            "deeplab_gmacs": (51.0, 53.0),            # DeepLabV3+-R50 at 512 x 384, FlopCounterMode / 2
+        },
+        "nbval": False,                           # trains 24 short runs
+    },
     "15_two_teachers": {
         "records": {
             "params_unet": (1_813_764, 1_813_764),          # SSL4MIS/MCSC UNet (1x1 conv + bilinear up, as run)
@@ -188,5 +207,15 @@ EXPECTATIONS: dict[str, dict] = {
             "coverage_28": (0.25, 0.25),          # one 14-px block of 28
         },
         "nbval": False,                           # optimises two networks a few steps
+    },
+    "17_semisupervised_segmentation": {
+        "records": {
+            "mcsc_dice": (0.35, 1.0),             # MCSC's UNet, 3 synthetic cases, 60 iterations (chance: ~0.05)
+            "unet_ls_dice": (0.2, 1.0),           # the labelled-only UNet under the same budget
+            "cts_dice": (0.2, 1.0),
+            "unet_fs_dice": (0.2, 1.0),
+            "mcsc_hd95": (0.0, 60.0),             # mm; predicting nothing scores the diagonal (158 mm)
+        },
+        "nbval": False,                           # trains five methods (eight networks)
     },
 }

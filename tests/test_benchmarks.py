@@ -79,3 +79,14 @@ def test_pdcr_benchmark_prints_speed_and_memory_tables():
 
     table = bench_pdcr.main(["--batch", "1", "--size", "32", "--repeat", "1", "--no-loop", "--memory-n", "16,32"])
     assert "| vectorised (mslib)" in table and "| official loop" in table and "| 32 " in table
+
+
+def test_semisup_benchmark_prints_per_class_dice_and_hd95(tmp_path):
+    from benchmarks import bench_semisup
+    from mslib.data.synthetic_volumes import generate_volumes
+
+    root = generate_volumes(tmp_path / "v", n_cases=8, slices=4, size=32, seed=0)
+    table = bench_semisup.main(["--data", str(root), "--labelled", "1", "--size", "32", "--iters", "2",
+                                "--val-every", "1", "--methods", "unet_ls,mcsc", "--batch", "2", "--threads", "1"])
+    assert "| UNet-LS" in table and "| MCSC" in table and "Dice Myo" in table and "HD95 mean (mm)" in table
+    assert "volume diagonal" in table and "2 volumes" in table

@@ -40,7 +40,8 @@ def test_train_end_to_end_then_resume(tmp_path, data_dir, capsys):
 
 def test_unknown_model_profile_and_data_are_clear_errors(tmp_path, data_dir, capsys):
     assert cli.main(["train", "--model", "vgg", *TINY]) == 2
-    assert "unknown model; valid models are 'm2snet', 'unet'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--model 'vgg': unknown model; valid models are 'm2snet'" in err and "'unet'" in err
     assert cli.main(["train", "--model", "unet", "--profile", "full", "--out", str(tmp_path)]) == 2
     assert "valid profiles are 'quick', 'paper'" in capsys.readouterr().err
     assert cli.main(["train", "--model", "unet", "--data", "no-such-set", "--out", str(tmp_path / "r"),

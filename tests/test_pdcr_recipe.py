@@ -18,7 +18,7 @@ from mslib.configs import PDCRConfig, get_config
 from mslib.data import AUGMENTATIONS
 from mslib.losses.dragsaw import PatchDragsawLoss
 from mslib.recipes import RECIPES
-from mslib.recipes.pdcr import PDCRNet, build_network, default_layers, pdcr_step, pdcr_transforms, recipe
+from mslib.recipes.pdcr import build_network, default_layers, pdcr_step, pdcr_transforms, recipe
 from mslib.train import fit
 
 NETS = ("unet", "fcn", "deeplabv3plus")

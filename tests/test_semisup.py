@@ -18,7 +18,7 @@ from mslib.data.samplers import TwoStreamBatchSampler
 from mslib.data.synthetic_volumes import generate_volumes
 from mslib.losses.cross_teaching import cps_weight
 from mslib.recipes import mcsc as R
-from mslib.train.engine import CHECKPOINT, fit
+from mslib.train.engine import CHECKPOINT
 
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc" / "ACDC"
 
@@ -53,7 +53,7 @@ def test_method_configs():
     assert get_config("cts", "paper").optimizer == "sgd" and get_config("cts", "paper").lr == 0.01
     assert get_config("cts", "paper").cl_weight == 0 and get_config("mcsc", "paper").cl_weight == 0.001
     assert get_config("unet_ls", "quick").method == "unet_ls"
-    for name, over in ABLATIONS.items():
+    for over in ABLATIONS.values():
         get_config("mcsc", "quick", **over)                                   # every ablation row is a valid config
     with pytest.raises(ValueError, match="no Swin-UNet"):
         get_config("cps", "quick", swin_embed_dim=48)

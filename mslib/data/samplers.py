@@ -62,7 +62,7 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.labeled) // (self.labeled_bs * self.world)
 
-    def shard(self, rank: int, world: int) -> "TwoStreamBatchSampler":
+    def shard(self, rank: int, world: int) -> TwoStreamBatchSampler:
         """Rank ``rank`` of ``world``'s sampler: the same streams, every ``world``-th chunk (module docstring)."""
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")

@@ -13,7 +13,7 @@ One function per piece, all from a :class:`mslib.configs.MCSCConfig` (``get_conf
 * :func:`build_loaders`: the training slices with the first ``labelled_cases`` cases labelled
   (:func:`mslib.data.labelled.read_labelled_split`: 32/68/136 slices for 1/3/7 ACDC cases), a
   :class:`~mslib.data.samplers.TwoStreamBatchSampler` of ``labeled_bs + unlabeled_bs``, SSL4MIS's
-  augmentation (rot90 + flip or a rotation of up to 20 degrees, one of the two, each p = 0.5); the
+  augmentation (rot90 + flip with p = 0.5, else a rotation of up to 20 degrees with p = 0.25); the
   validation volumes (:class:`~mslib.data.volumes.VolumeDataset`).
 * :func:`recipe` puts it together for :func:`mslib.train.fit`; :func:`train` runs it and
   :func:`test` scores each network per volume on the test split (Dice and HD95 per class,
@@ -42,11 +42,12 @@ from mslib.data import SegmentationFolder, build_transforms
 from mslib.data.labelled import read_labelled_split
 from mslib.data.samplers import TwoStreamBatchSampler
 from mslib.data.synthetic_volumes import synthetic_volumes
+from mslib.data.transforms import AUGMENTATIONS
 from mslib.data.volumes import VolumeDataset
 from mslib.losses.contrastive import MultiScaleContrast
 from mslib.models.swin_unet import SwinUNet
 from mslib.models.unet_ssl4mis import UNetSSL4MIS
-from mslib.train.engine import fit
+from mslib.train.engine import BEST_CHECKPOINT, fit, load_checkpoint
 from mslib.train.semisup import VolumeValidator, cross_teaching_step, mcsc_step, supervised_step
 from mslib.utils import data_dir
 from mslib.volume_metrics import evaluate_volumes
@@ -96,7 +97,7 @@ def _unet(cfg, in_channels: int, num_classes: int) -> UNetSSL4MIS:
 
 
 def build_models(cfg, in_channels: int = 1, num_classes: int | None = None) -> dict[str, nn.Module]:
-    """The networks of ``cfg.method`` (:data:`NETWORKS`), plus ``"proj"`` (the contrast heads) when ``cl_weight > 0``."""
+    """The networks of ``cfg.method`` (:data:`NETWORKS`), plus ``"proj"`` (contrast heads) when ``cl_weight > 0``."""
     _check(cfg)
     k = num_classes or cfg.num_classes
     models: dict[str, nn.Module] = {"cnn": _unet(cfg, in_channels, k)}
@@ -124,8 +125,9 @@ def build_contrast(cfg, cnn: nn.Module, tra: nn.Module, in_channels: int = 1) ->
     """The multi-scale contrast (projection heads at ``cfg.cl_scales``) for these two networks."""
     size = cfg.image_size
     block = dict(OFFICIAL_BLOCKS) if cfg.cl_sampling == "official" else cfg.cl_block
-    return MultiScaleContrast(_channels_by_factor(cnn, size, in_channels), _channels_by_factor(tra, size, in_channels),
-                              scales=cfg.cl_scales, hidden=cfg.proj_hidden, out_dim=cfg.proj_dim,
+    return MultiScaleContrast(_channels_by_factor(cnn, size, in_channels),
+                              _channels_by_factor(tra, size, in_channels), scales=cfg.cl_scales,
+                              hidden=cfg.proj_hidden, out_dim=cfg.proj_dim,
                               temperature=cfg.temperature, balanced=cfg.balanced,
                               discard_background=cfg.discard_background, cross=cfg.cross_labels,
                               start_iteration=cfg.cl_start_iteration, sampling=cfg.cl_sampling,
@@ -170,8 +172,9 @@ def _replace(c: TrainConfig, **kw) -> TrainConfig:
 
 
 def train_transform(cfg):
-    """SSL4MIS's training augmentation at ``cfg.image_size``: rot90 + flip, or a rotation of up to 20 degrees."""
-    return build_transforms(True, cfg.image_size, hflip=0.0, rot90=0.5, rotation=20.0, rotation_p=0.5, exclusive=True)
+    """SSL4MIS's training augmentation at ``cfg.image_size`` (``AUGMENTATIONS["mcsc"]``): rot90 + flip with
+    p = 0.5, else a rotation of up to 20 degrees with p = 0.25, else nothing."""
+    return build_transforms(True, cfg.image_size, **AUGMENTATIONS["mcsc"])
 
 
 def build_loaders(cfg, root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -253,7 +256,12 @@ def train(cfg, root: str | os.PathLike | None = None, *, out_dir: str | os.PathL
     rec = recipe(cfg, root)
     kw = {**rec.fit_kwargs, **fit_overrides}
     history = fit(rec.models, out_dir=out_dir, device=device, progress=progress, resume=resume, **kw)
-    if load_best and rec.validator is not None:
+    best = Path(out_dir) / BEST_CHECKPOINT if out_dir is not None else None
+    if load_best and best is not None and best.is_file():    # the best over the whole run, resumed or not
+        ckpt = load_checkpoint(best)
+        for name, m in rec.models.items():
+            m.load_state_dict(ckpt["models"][name])
+    elif load_best and rec.validator is not None:
         rec.validator.load_best(rec.models)
     return history, rec
 

@@ -1,9 +1,9 @@
 """Training: the one engine (:func:`fit`, :func:`evaluate`, :class:`StepContext`), schedules and DDP helpers.
 
-``distributed``, ``run_folder`` and ``selfsup`` are re-exported as modules (their names are
+``distributed``, ``run_folder``, ``selfsup`` and ``semisup`` are re-exported as modules (their names are
 specialised: ``mslib.train.distributed.is_main`` ...).
 """
-from mslib.train import distributed, run_folder, selfsup
+from mslib.train import distributed, run_folder, selfsup, semisup
 from mslib.train.engine import (
     BEST_CHECKPOINT,
     CHECKPOINT,
@@ -50,4 +50,5 @@ __all__ = [
     "distributed",
     "run_folder",
     "selfsup",
+    "semisup",
 ]
