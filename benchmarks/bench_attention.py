@@ -9,6 +9,7 @@ measured after the inputs exist and after a warm-up at 256 tokens. It counts eve
 call touched (outputs and temporaries), at page granularity, so small values (< 1 MB) are
 noise. Naive attention is skipped where its N x N matrix would not fit in ``--max-naive-gb``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,18 +67,48 @@ def main(argv=None) -> str:
                 res[method] = None
                 continue
             repeat = 21 if method == "efficient" else (5 if n <= 16384 else 1)
-            cmd = [sys.executable, "-m", "benchmarks.bench_attention", "--dim", str(args.dim), "--threads",
-                   str(args.threads), "--cell", method, str(n), str(repeat)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_attention",
+                "--dim",
+                str(args.dim),
+                "--threads",
+                str(args.threads),
+                "--cell",
+                method,
+                str(n),
+                str(repeat),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             res[method] = json.loads(out.strip().splitlines()[-1])
         e, s, nv = res["efficient"], res["torch SDPA"], res["naive softmax"]
-        rows.append([n, f"{e['seconds'] * 1e3:.2f}", f"{s['seconds'] * 1e3:.1f}",
-                     f"{nv['seconds'] * 1e3:.1f}" if nv else "skipped (N^2 too big)",
-                     f"{s['seconds'] / e['seconds']:.0f}x",
-                     f"{e['peak_mb']:.1f}", f"{s['peak_mb']:.1f}", f"{nv['peak_mb']:.1f}" if nv else "-"])
-    return print_table(rows, ["tokens", "efficient ms", "SDPA ms", "naive ms", "SDPA / efficient",
-                              "efficient peak MB", "SDPA peak MB", "naive peak MB"],
-                       title=f"Attention on CPU ({args.threads} threads), 1 head, d={args.dim}, fp32, forward")
+        rows.append(
+            [
+                n,
+                f"{e['seconds'] * 1e3:.2f}",
+                f"{s['seconds'] * 1e3:.1f}",
+                f"{nv['seconds'] * 1e3:.1f}" if nv else "skipped (N^2 too big)",
+                f"{s['seconds'] / e['seconds']:.0f}x",
+                f"{e['peak_mb']:.1f}",
+                f"{s['peak_mb']:.1f}",
+                f"{nv['peak_mb']:.1f}" if nv else "-",
+            ]
+        )
+    return print_table(
+        rows,
+        [
+            "tokens",
+            "efficient ms",
+            "SDPA ms",
+            "naive ms",
+            "SDPA / efficient",
+            "efficient peak MB",
+            "SDPA peak MB",
+            "naive peak MB",
+        ],
+        title=f"Attention on CPU ({args.threads} threads), 1 head, d={args.dim}, fp32, forward",
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The time includes the kernel start-up (about 2 s) and, on the first run of a cha
 machine, generating its synthetic data set (cached under ``$MSLIB_DATA_DIR`` afterwards).
 Set ``OMP_NUM_THREADS`` to match the machine you want to predict (CI: 2 cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def main(argv: list[str] | None = None) -> str:
             print(f"{nb.name}: {secs:.1f} s", flush=True)
     rows.append(["**all chapters**", round(total, 1)])
     threads = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    return print_table(rows, ["chapter", "quick run (s)"],
-                       title=f"Chapters, quick profile on CPU ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})")
+    return print_table(
+        rows,
+        ["chapter", "quick run (s)"],
+        title=f"Chapters, quick profile on CPU ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})",
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ Official sizes: batch 4, 224 px, 128-d projected features of both networks (2 x 
 401,408 pixels at full resolution). Each row runs in its own process (forward + backward of
 :func:`mslib.losses.contrastive.cross_contrastive_loss`, median of 3 after a warm-up) and reports
 the extra peak resident memory over the inputs (``ru_maxrss``); the official tiling (100 groups of
-2,888 pixels, every group's graph kept until the backward pass) is timed once, without warm-up. ``all`` pairs grow as N^2 and are
-run on small maps only; at 224 px they would need N^2 = 1.6e11 similarities per step.
+2,888 pixels, every group's graph kept until the backward pass) is timed once, without warm-up.
+``all`` pairs grow as N^2 and are run on small maps only; at 224 px they would need N^2 = 1.6e11 similarities per step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,10 @@ def _one(sampling: str, size: int, max_samples: int, block: int, num_blocks: int
     g = torch.Generator().manual_seed(0)
     zc = F.normalize(torch.randn(4, 128, size, size, generator=g), dim=1).requires_grad_(True)
     zt = F.normalize(torch.randn(4, 128, size, size, generator=g), dim=1).requires_grad_(True)
-    y = torch.zeros(4, size, size, dtype=torch.long)          # cardiac-like: mostly background, three classes
+    y = torch.zeros(4, size, size, dtype=torch.long)  # cardiac-like: mostly background, three classes
     c = size // 2
     for k, r in ((1, size // 4), (2, size // 6), (3, size // 10)):
-        y[:, c - r:c + r, c - r:c + r] = k
+        y[:, c - r : c + r, c - r : c + r] = k
     kw = dict(sampling=sampling, max_samples=max_samples or 4096, block=block or 16, num_blocks=num_blocks or 4)
 
     def step():
@@ -60,7 +61,7 @@ def _one(sampling: str, size: int, max_samples: int, block: int, num_blocks: int
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if repeat > 1:
-        step()                                                   # warm-up
+        step()  # warm-up
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -68,8 +69,12 @@ def _one(sampling: str, size: int, max_samples: int, block: int, num_blocks: int
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = 2 * 4 * size * size
-    contrast = {"all": n, "anchors": min(n, max_samples), "blocks": 8 * min(block, size) ** 2,
-                "official": 8 * block * block}[sampling]
+    contrast = {
+        "all": n,
+        "anchors": min(n, max_samples),
+        "blocks": 8 * min(block, size) ** 2,
+        "official": 8 * block * block,
+    }[sampling]
     return {"time": sorted(times)[len(times) // 2], "peak_mb": (peak - base) / 1024, "pixels": n, "set": contrast}
 
 
@@ -88,19 +93,43 @@ def main(argv: list[str] | None = None) -> str:
         if a.rows and i not in a.rows:
             continue
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-        res = subprocess.run([sys.executable, "-m", "benchmarks.bench_contrastive", "--one", sampling, str(size),
-                              str(ms), str(block), str(nb)], capture_output=True, text=True, env=env,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_contrastive",
+                "--one",
+                sampling,
+                str(size),
+                str(ms),
+                str(block),
+                str(nb),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
         if res.returncode:
             out.append([label, size, "-", "-", "failed", res.stderr.strip().splitlines()[-1][:60]])
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         groups = nb if sampling == "blocks" else (size // block - 1) ** 2 if sampling == "official" else 1
-        out.append([label, size, f"{r['pixels']:,}", f"{r['set']:,} x {groups}", round(r["time"] * 1000, 1),
-                    round(r["peak_mb"], 1)])
-    return print_table(out, ["contrast", "map px", "pixels (2 nets x 4)", "set size x groups", "ms / step (fwd+bwd)",
-                             "extra peak MB"],
-                       title=f"MCSC contrastive loss, batch 4, 128-d, {a.threads} thread(s)")
+        out.append(
+            [
+                label,
+                size,
+                f"{r['pixels']:,}",
+                f"{r['set']:,} x {groups}",
+                round(r["time"] * 1000, 1),
+                round(r["peak_mb"], 1),
+            ]
+        )
+    return print_table(
+        out,
+        ["contrast", "map px", "pixels (2 nets x 4)", "set size x groups", "ms / step (fwd+bwd)", "extra peak MB"],
+        title=f"MCSC contrastive loss, batch 4, 128-d, {a.threads} thread(s)",
+    )
 
 
 if __name__ == "__main__":

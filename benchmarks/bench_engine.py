@@ -11,6 +11,7 @@ first epoch (warm-up: allocator, oneDNN kernel selection) is not timed.
 On a CPU the paper profile (base width 64, 352 px) is run at a small batch (``--paper-batch``,
 default 2) because batch 16 takes minutes per step; images per second stays comparable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,17 @@ def measure(profile: str, batch: int, steps: int, device: torch.device) -> dict:
     hist = fit(model, loader, loss_fn=dice_bce, config=cfg, device=device, progress=False)
     total = time.perf_counter() - t0
     epoch2 = hist[1]["time"]  # the second epoch: steady state
-    return {"profile": profile, "size": s, "base": cfg.base_channels, "batch": batch,
-            "params (M)": sum(p.numel() for p in model.parameters()) / 1e6, "steps": steps,
-            "steps/s": steps / epoch2, "images/s": steps * batch / epoch2, "wall (s)": total}
+    return {
+        "profile": profile,
+        "size": s,
+        "base": cfg.base_channels,
+        "batch": batch,
+        "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+        "steps": steps,
+        "steps/s": steps / epoch2,
+        "images/s": steps * batch / epoch2,
+        "wall (s)": total,
+    }
 
 
 def main(argv=None) -> None:
@@ -57,12 +66,17 @@ def main(argv=None) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     device = get_device(args.device)
     quick = get_config("unet", "quick")
-    rows = [measure("quick", quick.batch_size, args.quick_steps, device),
-            measure("paper", args.paper_batch, args.paper_steps, device)]
+    rows = [
+        measure("quick", quick.batch_size, args.quick_steps, device),
+        measure("paper", args.paper_batch, args.paper_steps, device),
+    ]
     headers = list(rows[0])
-    print_table([[r[h] for h in headers] for r in rows], headers,
-                title=f"UNet baseline through mslib.train.engine.fit on {device} "
-                      f"({torch.get_num_threads()} threads, torch {torch.__version__})")
+    print_table(
+        [[r[h] for h in headers] for r in rows],
+        headers,
+        title=f"UNet baseline through mslib.train.engine.fit on {device} "
+        f"({torch.get_num_threads()} threads, torch {torch.__version__})",
+    )
 
 
 if __name__ == "__main__":

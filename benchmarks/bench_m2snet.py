@@ -26,6 +26,7 @@ flop_counter counts a multiply-add as 2 FLOPs; we print MACs (= FLOPs / 2, the u
 paper's "9.0 G"). Pooling is not counted by flop_counter: the box filter costs ~k^2 additions
 per pixel on a single channel, negligible next to a 3x3 64->64 convolution (36,864 MACs/pixel).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,12 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=1, help="--ablation: runs in parallel (one thread each)")
     ap.add_argument("--epochs", type=int, default=None, help="--ablation: override the quick profile's epochs")
     ap.add_argument("--rows", nargs="+", default=None, help="--ablation: a subset of rows (by name)")
-    ap.add_argument("--lossnet", choices=["both", "off", "on"], default="both",
-                    help="--ablation: train each row without LossNet, with it, or both (default)")
+    ap.add_argument(
+        "--lossnet",
+        choices=["both", "off", "on"],
+        default="both",
+        help="--ablation: train each row without LossNet, with it, or both (default)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,8 +117,11 @@ def main(argv=None) -> None:
     for name, m in models.items():
         g = [macs(m, s) / 1e9 for s in sizes]
         rows.append([name] + [f"{v:.2f}" for v in g] + [PAPER_FLOPS.get(name, "")])
-    print_table(rows, ["model"] + [f"GMACs @ {s}" for s in sizes] + ["paper"],
-                "MACs, every convolution counted (torch.utils.flop_counter)")
+    print_table(
+        rows,
+        ["model"] + [f"GMACs @ {s}" for s in sizes] + ["paper"],
+        "MACs, every convolution counted (torch.utils.flop_counter)",
+    )
 
     size = 352
     x = torch.rand(1, 3, size, size)
@@ -123,41 +131,62 @@ def main(argv=None) -> None:
         def run():
             with torch.no_grad():
                 m(x)
+
         return run
 
     def fwd_bwd(m):
         def run():
             m.zero_grad(set_to_none=True)
             m(x).sum().backward()
+
         return run
 
     t_f = interleaved({"MSNet": fwd(ms), "M2SNet": fwd(m2), "conv": fwd(m2c)}, repeat)
     for m in (ms, m2, m2c):
         m.train()
-    t_fb = interleaved({"MSNet": fwd_bwd(ms), "M2SNet": fwd_bwd(m2), "conv": fwd_bwd(m2c)}, repeat + 2)  # ~1 s each: median of 3 was too noisy
+    t_fb = interleaved(
+        {"MSNet": fwd_bwd(ms), "M2SNet": fwd_bwd(m2), "conv": fwd_bwd(m2c)}, repeat + 2
+    )  # ~1 s each: median of 3 was too noisy
     rows = [
         ["forward", t_f["MSNet"], t_f["M2SNet"], t_f["M2SNet"] / t_f["MSNet"], t_f["conv"] / t_f["MSNet"]],
-        ["forward + backward", t_fb["MSNet"], t_fb["M2SNet"], t_fb["M2SNet"] / t_fb["MSNet"],
-         t_fb["conv"] / t_fb["MSNet"]],
+        [
+            "forward + backward",
+            t_fb["MSNet"],
+            t_fb["M2SNet"],
+            t_fb["M2SNet"] / t_fb["MSNet"],
+            t_fb["conv"] / t_fb["MSNet"],
+        ],
     ]
-    print_table(rows, ["pass", "MSNet s", "M2SNet s", "M2SNet / MSNet (goal <= 1.1)", "dense-conv M2SNet / MSNet"],
-                f"Time at {size} px, batch 1 (median of interleaved runs)")
+    print_table(
+        rows,
+        ["pass", "MSNet s", "M2SNet s", "M2SNet / MSNet (goal <= 1.1)", "dense-conv M2SNet / MSNet"],
+        f"Time at {size} px, batch 1 (median of interleaved runs)",
+    )
 
     rows = []
     for hw in (88, 44):
         a, b = torch.rand(1, 64, hw, hw), torch.rand(1, 64, hw, hw)
         box = MultiScaleSubtractionUnit(64).eval()
         conv = MultiScaleSubtractionUnit(64, impl="conv").eval()
-        t = interleaved({"box": lambda: box.combine(a, b), "conv": lambda: conv.combine(a, b)}, repeat * 4)
+        t = interleaved(
+            {"box": lambda m=box, a=a, b=b: m.combine(a, b), "conv": lambda m=conv, a=a, b=b: m.combine(a, b)},
+            repeat * 4,
+        )
         rows.append([f"64 x {hw} x {hw}", t["box"] * 1e3, t["conv"] * 1e3, t["conv"] / t["box"]])
-    print_table(rows, ["operands", "box filter ms", "dense all-ones conv ms", "speed-up"],
-                "One MSU's fixed filters (Eq. 2), 1x1 + 3x3 + 5x5")
+    print_table(
+        rows,
+        ["operands", "box filter ms", "dense all-ones conv ms", "speed-up"],
+        "One MSU's fixed filters (Eq. 2), 1x1 + 3x3 + 5x5",
+    )
 
     rows = [_train_rate("quick", 8, 96, repeat)]
     if not args.quick:
         rows.append(_train_rate("paper", 1, 352, 2))
-    print_table(rows, ["profile", "batch", "px", "steps / s", "s / step"],
-                "Training steps on this CPU (forward, the profile's loss, backward, optimiser step)")
+    print_table(
+        rows,
+        ["profile", "batch", "px", "steps / s", "s / step"],
+        "Training steps on this CPU (forward, the profile's loss, backward, optimiser step)",
+    )
 
 
 def _train_rate(profile: str, batch: int, px: int, repeat: int) -> list:
@@ -166,14 +195,28 @@ def _train_rate(profile: str, batch: int, px: int, repeat: int) -> list:
     from mslib.recipes.m2snet import build_m2snet, training_kwargs
     from mslib.train.engine import fit
 
-    cfg = get_config("m2snet", profile, pretrained=False, batch_size=batch, epochs=1, steps_per_epoch=repeat + 1,
-                     multiscale_sizes=None)
+    cfg = get_config(
+        "m2snet",
+        profile,
+        pretrained=False,
+        batch_size=batch,
+        epochs=1,
+        steps_per_epoch=repeat + 1,
+        multiscale_sizes=None,
+    )
     model = build_m2snet(cfg)
     x, y = torch.rand(batch, 3, px, px), (torch.rand(batch, px, px) > 0.5).long()
     stamps = []
-    fit(model, [(x, y)], config=cfg, progress=False, step_hooks=[lambda ctx, logs: stamps.append(time.perf_counter())],
-        distributed=False, **training_kwargs(cfg))
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]   # the first step (warm-up) is not timed
+    fit(
+        model,
+        [(x, y)],
+        config=cfg,
+        progress=False,
+        step_hooks=[lambda ctx, logs: stamps.append(time.perf_counter())],
+        distributed=False,
+        **training_kwargs(cfg),
+    )
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]  # the first step (warm-up) is not timed
     t = statistics.median(steps)
     return [profile, batch, px, 1 / t, t]
 
@@ -213,13 +256,20 @@ def ablation_run(job: tuple) -> tuple:
         over["epochs"] = epochs
     cfg = get_config("m2snet", "quick", **over)
     train = load_dataset("synthetic-polyp", "train", m2snet_transforms(cfg, train=True))
-    held_out = ConcatDataset([load_dataset("synthetic-polyp", s, m2snet_transforms(cfg, train=False))
-                              for s in ("val", "test")])
+    held_out = ConcatDataset(
+        [load_dataset("synthetic-polyp", s, m2snet_transforms(cfg, train=False)) for s in ("val", "test")]
+    )
     gen = seed_everything(seed)
     model = build_m2snet(cfg)
     t0 = time.perf_counter()
-    fit(model, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=True), None,
-        config=cfg, progress=False, **training_kwargs(cfg))
+    fit(
+        model,
+        DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=True),
+        None,
+        config=cfg,
+        progress=False,
+        **training_kwargs(cfg),
+    )
     dice = evaluate(model, DataLoader(held_out, batch_size=16))["dice"]
     return row, lossnet, seed, dice, time.perf_counter() - t0
 
@@ -227,8 +277,11 @@ def ablation_run(job: tuple) -> tuple:
 def _all_foreground_dice() -> float:
     from mslib.data import load_dataset
 
-    masks = [load_dataset("synthetic-polyp", s)[i][1] for s in ("val", "test")
-             for i in range(len(load_dataset("synthetic-polyp", s)))]
+    masks = [
+        load_dataset("synthetic-polyp", s)[i][1]
+        for s in ("val", "test")
+        for i in range(len(load_dataset("synthetic-polyp", s)))
+    ]
     dices = [2 * float(m.sum()) / (float(m.sum()) + m.numel()) for m in (torch.as_tensor(m) > 0 for m in masks)]
     return statistics.mean(dices)
 
@@ -241,9 +294,12 @@ def ablation(seeds, jobs: int = 1, epochs: int | None = None, rows=None, lossnet
     if unknown:
         raise SystemExit(f"unknown row(s) {unknown}; rows are {list(ABLATION_ROWS)}")
     modes = {"both": (False, True), "off": (False,), "on": (True,)}[lossnet]
-    todo = [(r, ln, s, epochs) for s in seeds for ln in modes for r in rows]   # seed by seed
-    print(f"torch {torch.__version__}; {len(todo)} runs, {jobs} in parallel, 1 thread each; quick profile, "
-          f"wiring='eq3', seeds {list(seeds)}", flush=True)
+    todo = [(r, ln, s, epochs) for s in seeds for ln in modes for r in rows]  # seed by seed
+    print(
+        f"torch {torch.__version__}; {len(todo)} runs, {jobs} in parallel, 1 thread each; quick profile, "
+        f"wiring='eq3', seeds {list(seeds)}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     results = []
     with mp.get_context("spawn").Pool(jobs) if jobs > 1 else _Serial() as pool:
@@ -270,8 +326,11 @@ def ablation_table(results, note: str = "") -> str:
     rows = [r for r in ABLATION_ROWS if any(x[0] == r for x in results)]
     by = {(r[0], r[1]): [x[3] for x in sorted(results) if (x[0], x[1]) == (r[0], r[1])] for r in results}
     seeds = sorted({r[2] for r in results})
-    secs = {ln: statistics.mean(r[4] for r in results if r[1] == ln) for ln in (False, True)
-            if any(r[1] == ln for r in results)}
+    secs = {
+        ln: statistics.mean(r[4] for r in results if r[1] == ln)
+        for ln in (False, True)
+        if any(r[1] == ln for r in results)
+    }
 
     def cell(v):
         return f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
@@ -279,12 +338,22 @@ def ablation_table(results, note: str = "") -> str:
     table = []
     for r in rows:
         a, b = by.get((r, False), []), by.get((r, True), [])
-        table.append([r, cell(a) if a else "", cell(b) if b else "", " ".join(f"{x:.3f}" for x in a),
-                      " ".join(f"{x:.3f}" for x in b)])
+        table.append(
+            [
+                r,
+                cell(a) if a else "",
+                cell(b) if b else "",
+                " ".join(f"{x:.3f}" for x in a),
+                " ".join(f"{x:.3f}" for x in b),
+            ]
+        )
     table.append(["all-foreground predictor (chance)", f"{_all_foreground_dice():.3f}", "", "", ""])
     per_run = ", ".join(f"{v:.0f} s per run {'with' if ln else 'without'} LossNet" for ln, v in secs.items())
-    return print_table(table, ["row (Table VII)", "Dice, no LossNet", "Dice, + LossNet", "per seed", "per seed (+ LossNet)"],
-                       f"Ablation, quick profile, mean ± std over seeds {seeds} {note} ({per_run})")
+    return print_table(
+        table,
+        ["row (Table VII)", "Dice, no LossNet", "Dice, + LossNet", "per seed", "per seed (+ LossNet)"],
+        f"Ablation, quick profile, mean ± std over seeds {seeds} {note} ({per_run})",
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run: ``.venv/bin/python -m benchmarks.bench_metrics [--size 352] [--batch 16] [-
 Overlap metrics are vectorised torch (on the given device); saliency and distance metrics
 run per image in numpy/scipy on the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def main(argv=None) -> None:
     }
     rows = []
     for name, fn in cases.items():
+
         def run(fn=fn):
             fn()
             sync()

@@ -29,6 +29,7 @@ gives the median ratio (goal <= 1.3x). ``quick``: the chapter's networks (UNet w
 DeepLabV3+ on ResNet-18) at 64 px, batch 8; ``paper``: the paper's networks (UNet w64 d4, FCN and
 DeepLabV3+ on ResNet-50) at 512 x 384 (Table IV), batch ``--paper-batch``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ __all__ = ["direct_loop_loss", "official_loop_loss", "make_inputs", "main"]
 def make_inputs(batch: int = 4, size: int = 128, device: str = "cpu", seed: int = 0):
     """Official-like encoder features (64 ch at stride 2, 128 ch at stride 4) and a blob mask."""
     g = torch.Generator().manual_seed(seed)
-    feats = [torch.randn(batch, 64, size // 2, size // 2, generator=g),
-             torch.randn(batch, 128, size // 4, size // 4, generator=g)]
+    feats = [
+        torch.randn(batch, 64, size // 2, size // 2, generator=g),
+        torch.randn(batch, 128, size // 4, size // 4, generator=g),
+    ]
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     masks = []
     for _ in range(batch):
@@ -62,17 +65,18 @@ def _ratio_direct(mask_b: torch.Tensor, cy: int, cx: int, k: int, m: int) -> tor
     """Eq. 4 for one patch and one class: pixels of class m in the k x k patch / k^2 (padding counted)."""
     H, W = mask_b.shape
     r0, c0 = cy - k // 2, cx - k // 2
-    patch = mask_b[max(r0, 0):min(r0 + k, H), max(c0, 0):min(c0 + k, W)]
+    patch = mask_b[max(r0, 0) : min(r0 + k, H), max(c0, 0) : min(c0 + k, W)]
     return (patch == m).sum() / (k * k)
 
 
-def direct_loop_loss(features, mask, num_vectors=(64, 32), patch_sizes=(5, 7, 9), tau: float = 1.0,
-                     num_classes: int = 2) -> torch.Tensor:
+def direct_loop_loss(
+    features, mask, num_vectors=(64, 32), patch_sizes=(5, 7, 9), tau: float = 1.0, num_classes: int = 2
+) -> torch.Tensor:
     """Eq. 12 (single-layer terms, each the mean over images, patch sizes, i, j), every sum a Python loop."""
     B, H, W = mask.shape
     total = 0.0
     for layer, f in enumerate(features):
-        f = f.double()                     # float64 so that 60,000 summed terms keep 1e-5 accuracy
+        f = f.double()  # float64 so that 60,000 summed terms keep 1e-5 accuracy
         h, w = f.shape[-2:]
         rows, cols = grid_positions(h, w, num_vectors[layer])
         cys, cxs = feature_centres(rows, cols, (h, w), (H, W))
@@ -80,16 +84,20 @@ def direct_loop_loss(features, mask, num_vectors=(64, 32), patch_sizes=(5, 7, 9)
         acc = 0.0
         for b in range(B):
             v = [f[b, :, int(rows[i]), int(cols[i])] for i in range(N)]
-            s = [[torch.dot(v[i], v[j]) / (v[i].norm() * v[j].norm()) for j in range(N)] for i in range(N)]   # Eq. 10
+            s = [[torch.dot(v[i], v[j]) / (v[i].norm() * v[j].norm()) for j in range(N)] for i in range(N)]  # Eq. 10
             for k in patch_sizes:
-                phi = [[_ratio_direct(mask[b], int(cys[i]), int(cxs[i]), k, m) for m in range(num_classes)]
-                       for i in range(N)]                                                                    # Eq. 4
-                wgt = [[1 - sum(abs(phi[i][m] - phi[j][m]) for m in range(num_classes)) / num_classes
-                        for j in range(N)] for i in range(N)]                                                # Eq. 3
+                phi = [
+                    [_ratio_direct(mask[b], int(cys[i]), int(cxs[i]), k, m) for m in range(num_classes)]
+                    for i in range(N)
+                ]  # Eq. 4
+                wgt = [
+                    [1 - sum(abs(phi[i][m] - phi[j][m]) for m in range(num_classes)) / num_classes for j in range(N)]
+                    for i in range(N)
+                ]  # Eq. 3
                 for i in range(N):
                     den = sum(torch.exp(s[i][n] * (1 - wgt[i][n]) / tau) for n in range(N))
                     for j in range(N):
-                        acc = acc - torch.log(torch.exp(s[i][j] * wgt[i][j] / tau) / den)                    # Eq. 12
+                        acc = acc - torch.log(torch.exp(s[i][j] * wgt[i][j] / tau) / den)  # Eq. 12
         total = total + acc / (B * K * N * N)
     return total
 
@@ -114,7 +122,7 @@ def official_loop_loss(features, mask, num_vectors=(64, 32), patch_sizes=(5, 7, 
                 for i in range(N):
                     r0, c0 = int(cys[i]) - k // 2, int(cxs[i]) - k // 2
                     rs, re, cs, ce = max(r0, 0), min(r0 + k, H), max(c0, 0), min(c0 + k, W)
-                    fg = mask[b, rs:re, cs:ce].sum().item()                      # one host sync per element
+                    fg = mask[b, rs:re, cs:ce].sum().item()  # one host sync per element
                     phi[b, ki, i, 1] = fg / (k * k)
                     phi[b, ki, i, 0] = ((re - rs) * (ce - cs) - fg) / (k * k)
         phi = phi.to(dev)
@@ -144,8 +152,8 @@ def _time(fn, device: str, repeat: int) -> float:
 def speed_table(batch: int, size: int, device: str, repeat: int, loop: bool = True) -> tuple[str, dict]:
     feats, mask = make_inputs(batch, size, device)
     loss = PatchDragsawLoss(num_vectors=(64, 32), patch_sizes=(5, 7, 9))
-    vec = lambda: loss(feats, mask)                                   # noqa: E731
-    vec()                                                             # warm-up
+    vec = lambda: loss(feats, mask)  # noqa: E731
+    vec()  # warm-up
     t_vec = _time(vec, device, repeat)
     v_val = float(vec().detach())
     rows = [["vectorised (mslib)", f"{t_vec * 1e3:.2f}", "1", f"{v_val:.6f}", "0"]]
@@ -159,9 +167,11 @@ def speed_table(batch: int, size: int, device: str, repeat: int, loop: bool = Tr
         rows.append([name, f"{t * 1e3:.1f}", f"{t / t_vec:.0f}x", f"{val:.6f}", f"{abs(val - v_val):.1e}"])
         out[name.split(" (")[0].replace(" ", "_") + "_s"] = t
         out[name.split(" (")[0].replace(" ", "_") + "_diff"] = abs(val - v_val)
-    table = print_table(rows, ["implementation", "ms / call", "vectorised is faster by", "loss", "|diff|"],
-                        title=f"PDCR loss forward, batch {batch}, {size}x{size} mask, N = 64 and 32, "
-                              f"k = 5, 7, 9, {device}")
+    table = print_table(
+        rows,
+        ["implementation", "ms / call", "vectorised is faster by", "loss", "|diff|"],
+        title=f"PDCR loss forward, batch {batch}, {size}x{size} mask, N = 64 and 32, k = 5, 7, 9, {device}",
+    )
     return table, out
 
 
@@ -206,8 +216,11 @@ def memory_table(ns: list[int], batch: int, device: str, k: int = 3) -> str:
             peak = _saved_bytes(lambda loss=loss, f=f, mask=mask: loss([f], mask))
             measured = f"{peak / 2**20:.1f} MiB saved for backward"
         rows.append([n, f"{one / 2**20:.2f}", measured, f"{peak / one:.1f}" if peak == peak else "-"])
-    text = print_table(rows, ["N", "one (B, K, N, N) fp32 tensor, MiB", "measured", "measured / one tensor"],
-                       title=f"PDCR loss memory (one layer, batch {batch}, K = {k} patch sizes, fwd + bwd, {device})")
+    text = print_table(
+        rows,
+        ["N", "one (B, K, N, N) fp32 tensor, MiB", "measured", "measured / one tensor"],
+        title=f"PDCR loss memory (one layer, batch {batch}, K = {k} patch sizes, fwd + bwd, {device})",
+    )
     per = rows[-1][3]
     try:
         factor = float(per)
@@ -220,17 +233,32 @@ def memory_table(ns: list[int], batch: int, device: str, k: int = 3) -> str:
 
 
 STEP_PROFILES = {
-    "quick": dict(size=(64, 64), batch=8, kw={"unet": dict(base_channels=8, depth=3), "fcn": dict(backbone="resnet18"),
-                                              "deeplabv3plus": dict(backbone="resnet18")},
-                  pdcr=dict(num_vectors=(16, 8), decoder_num_vectors=(16, 8))),
-    "paper": dict(size=(384, 512), batch=1, kw={"unet": dict(base_channels=64, depth=4),
-                                                "fcn": dict(backbone="resnet50"),
-                                                "deeplabv3plus": dict(backbone="resnet50")}, pdcr={}),
+    "quick": dict(
+        size=(64, 64),
+        batch=8,
+        kw={
+            "unet": dict(base_channels=8, depth=3),
+            "fcn": dict(backbone="resnet18"),
+            "deeplabv3plus": dict(backbone="resnet18"),
+        },
+        pdcr=dict(num_vectors=(16, 8), decoder_num_vectors=(16, 8)),
+    ),
+    "paper": dict(
+        size=(384, 512),
+        batch=1,
+        kw={
+            "unet": dict(base_channels=64, depth=4),
+            "fcn": dict(backbone="resnet50"),
+            "deeplabv3plus": dict(backbone="resnet50"),
+        },
+        pdcr={},
+    ),
 }
 
 
-def step_table(profiles: list[str], networks: list[str], device: str, repeat: int, paper_batch: int = 2,
-               threads: int | None = None) -> tuple[str, list[dict]]:
+def step_table(
+    profiles: list[str], networks: list[str], device: str, repeat: int, paper_batch: int = 2, threads: int | None = None
+) -> tuple[str, list[dict]]:
     """Median training-step time of bare vs PDCR + UAFR networks, interleaved; one row per (profile, network)."""
     import dataclasses
 
@@ -243,12 +271,16 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
         for net_name in networks:
             batch = paper_batch if prof == "paper" else spec["batch"]
             if net_name == "deeplabv3plus":
-                batch = max(batch, 2)   # ASPP's image-pooling batch norm cannot train on one image
-            base = dataclasses.replace(get_config("pdcr", "paper"), network=net_name, pretrained=False,
-                                       **spec["kw"][net_name], **spec["pdcr"])
-            variants = {"bare": dataclasses.replace(base, pdcr="none", uafr=False),
-                        "pdcr": dataclasses.replace(base, uafr=False),
-                        "uafr": dataclasses.replace(base, pdcr="none"), "pdcr+uafr": base}
+                batch = max(batch, 2)  # ASPP's image-pooling batch norm cannot train on one image
+            base = dataclasses.replace(
+                get_config("pdcr", "paper"), network=net_name, pretrained=False, **spec["kw"][net_name], **spec["pdcr"]
+            )
+            variants = {
+                "bare": dataclasses.replace(base, pdcr="none", uafr=False),
+                "pdcr": dataclasses.replace(base, uafr=False),
+                "uafr": dataclasses.replace(base, pdcr="none"),
+                "pdcr+uafr": base,
+            }
             g = torch.Generator().manual_seed(0)
             x = torch.randn(batch, 3, *spec["size"], generator=g).to(device)
             y = (torch.rand(batch, *spec["size"], generator=g) > 0.6).long().to(device)
@@ -260,6 +292,7 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
 
                 class Ctx:
                     pass
+
                 ctx = Ctx()
                 ctx.model, ctx.models = model, {"model": model}
                 ctx.loss_fn = lambda lg, m: torch.nn.functional.cross_entropy(lg.float(), m)
@@ -269,7 +302,8 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
                     loss, _ = pdcr_step(ctx, (x, y))
                     loss.backward()
                     opt.step()
-                step()                                                    # warm-up
+
+                step()  # warm-up
                 steps[name] = step
             times = {k: [] for k in steps}
             for r in range(repeat):
@@ -284,22 +318,55 @@ def step_table(profiles: list[str], networks: list[str], device: str, repeat: in
             ratios = sorted(p / b for p, b in zip(times["pdcr+uafr"], times["bare"]))
             ratio = med["pdcr+uafr"] / med["bare"]
             h, w = spec["size"]
-            label = {"unet": f"UNet w{spec['kw']['unet']['base_channels']}",
-                     "fcn": f"FCN-{spec['kw']['fcn']['backbone'].replace('resnet', 'R')}",
-                     "deeplabv3plus": f"DeepLabV3+-{spec['kw']['deeplabv3plus']['backbone'].replace('resnet', 'R')}"}
-            rows.append([prof, label[net_name], f"{batch} x {w}x{h}", f"{med['bare'] * 1e3:.0f}",
-                         f"{med['pdcr'] / med['bare']:.2f}x", f"{med['uafr'] / med['bare']:.2f}x",
-                         f"{med['pdcr+uafr'] * 1e3:.0f}", f"{ratio:.2f}x",
-                         f"{ratios[0]:.2f}-{ratios[-1]:.2f}", "yes" if ratio <= 1.3 else "no"])
+            label = {
+                "unet": f"UNet w{spec['kw']['unet']['base_channels']}",
+                "fcn": f"FCN-{spec['kw']['fcn']['backbone'].replace('resnet', 'R')}",
+                "deeplabv3plus": f"DeepLabV3+-{spec['kw']['deeplabv3plus']['backbone'].replace('resnet', 'R')}",
+            }
+            rows.append(
+                [
+                    prof,
+                    label[net_name],
+                    f"{batch} x {w}x{h}",
+                    f"{med['bare'] * 1e3:.0f}",
+                    f"{med['pdcr'] / med['bare']:.2f}x",
+                    f"{med['uafr'] / med['bare']:.2f}x",
+                    f"{med['pdcr+uafr'] * 1e3:.0f}",
+                    f"{ratio:.2f}x",
+                    f"{ratios[0]:.2f}-{ratios[-1]:.2f}",
+                    "yes" if ratio <= 1.3 else "no",
+                ]
+            )
             print("row:", " | ".join(map(str, rows[-1])), flush=True)
-            out.append({"profile": prof, "network": net_name, "bare_s": med["bare"], "plugged_s": med["pdcr+uafr"],
-                        "ratio": ratio, "pdcr_ratio": med["pdcr"] / med["bare"],
-                        "uafr_ratio": med["uafr"] / med["bare"]})
+            out.append(
+                {
+                    "profile": prof,
+                    "network": net_name,
+                    "bare_s": med["bare"],
+                    "plugged_s": med["pdcr+uafr"],
+                    "ratio": ratio,
+                    "pdcr_ratio": med["pdcr"] / med["bare"],
+                    "uafr_ratio": med["uafr"] / med["bare"],
+                }
+            )
     thr = f", {threads or torch.get_num_threads()} thread(s)" if device == "cpu" else ""
-    table = print_table(rows, ["profile", "network", "batch x W x H", "bare ms/step", "PDCR only", "UAFR only",
-                               "PDCR+UAFR ms/step", "PDCR+UAFR ratio", "paired ratios min-max", "<= 1.3x"],
-                        title=f"Training step (forward, CE + PDCR, backward, Adam): PDCR + UAFR vs the bare network, "
-                              f"{device}{thr}, median of {repeat} interleaved steps")
+    table = print_table(
+        rows,
+        [
+            "profile",
+            "network",
+            "batch x W x H",
+            "bare ms/step",
+            "PDCR only",
+            "UAFR only",
+            "PDCR+UAFR ms/step",
+            "PDCR+UAFR ratio",
+            "paired ratios min-max",
+            "<= 1.3x",
+        ],
+        title=f"Training step (forward, CE + PDCR, backward, Adam): PDCR + UAFR vs the bare network, "
+        f"{device}{thr}, median of {repeat} interleaved steps",
+    )
     return table, out
 
 
@@ -312,8 +379,11 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--no-loop", action="store_true", help="skip the (slow) direct loop")
     p.add_argument("--memory-n", default="64,128,256,512,1024,2048")
     p.add_argument("--memory-batch", type=int, default=4)
-    p.add_argument("--step-profiles", default="", help="training-step overhead: comma list of quick,paper "
-                                                         "(default: none; --step-only alone runs quick)")
+    p.add_argument(
+        "--step-profiles",
+        default="",
+        help="training-step overhead: comma list of quick,paper (default: none; --step-only alone runs quick)",
+    )
     p.add_argument("--step-networks", default="unet,fcn,deeplabv3plus")
     p.add_argument("--step-repeat", type=int, default=7)
     p.add_argument("--paper-batch", type=int, default=2, help="batch of the paper-size step (paper: 4 per GPU)")
@@ -329,8 +399,13 @@ def main(argv: list[str] | None = None) -> str:
     if a.step_only and not a.step_profiles:
         a.step_profiles = "quick"
     if a.step_profiles:
-        table, _ = step_table([s for s in a.step_profiles.split(",") if s], a.step_networks.split(","), a.device,
-                              a.step_repeat, a.paper_batch)
+        table, _ = step_table(
+            [s for s in a.step_profiles.split(",") if s],
+            a.step_networks.split(","),
+            a.device,
+            a.step_repeat,
+            a.paper_batch,
+        )
         parts.append(table)
     return "\n".join(parts)
 

@@ -39,6 +39,7 @@ the legacy GT crop in extra columns. ``--per-image`` adds one row per image.
 ``--ablation`` is MS-Former Table 2 on synthetic skin images: CE only, CE + inter, CE + intra,
 all three (the current defaults), and the published setting (``MSFormerConfig.PUBLISHED``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,11 @@ def _parse_set(items: list[str]) -> dict:
         if key == "lambdas":
             out[key] = tuple(float(v) for v in val.split(","))
         else:
-            out[key] = json.loads(val) if val not in ("conv3x3", "patch", "hv", "diagonal", "matrix", "rowwise",
-                                                      "all", "last", "mean", "sum") else val
+            out[key] = (
+                json.loads(val)
+                if val not in ("conv3x3", "patch", "hv", "diagonal", "matrix", "rowwise", "all", "last", "mean", "sum")
+                else val
+            )
     return out
 
 
@@ -81,9 +85,11 @@ def load_isic(root: Path, n: int | None = None):
 
     root = Path(root)
     if not (root / "images").is_dir():
-        raise SystemExit(f"--eval isic: {root / 'images'} does not exist. Point --data at a folder with "
-                         "images/ISIC_*.jpg and masks/ISIC_*_Segmentation.png (e.g. the team's isic2016-crops "
-                         "sample), or prepare ISIC with data_scripts and use the book's DATA parameter.")
+        raise SystemExit(
+            f"--eval isic: {root / 'images'} does not exist. Point --data at a folder with "
+            "images/ISIC_*.jpg and masks/ISIC_*_Segmentation.png (e.g. the team's isic2016-crops "
+            "sample), or prepare ISIC with data_scripts and use the book's DATA parameter."
+        )
     imgs = sorted((root / "images").glob("*.jpg"))
     if not imgs:
         raise SystemExit(f"no images in {root / 'images'}; pass --data pointing at the isic2016-crops folder")
@@ -95,7 +101,6 @@ def load_isic(root: Path, n: int | None = None):
         images.append(np.asarray(Image.open(p).convert("RGB")))
         masks.append((np.asarray(Image.open(m).convert("L")) > 127).astype(np.uint8))
     return images, masks
-
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -112,9 +117,11 @@ def _folder_pairs(root: Path, split: str | None) -> tuple[str, list[tuple[str, P
 
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"--data {root}: no such folder. Point it at a prepared dataset (images/, masks/, "
-                         "splits/), an ISIC folder (images/*.jpg, masks/*_Segmentation.png) or the PH2 folder "
-                         "('PH2 Dataset images/IMDxxx/...').")
+        raise SystemExit(
+            f"--data {root}: no such folder. Point it at a prepared dataset (images/, masks/, "
+            "splits/), an ISIC folder (images/*.jpg, masks/*_Segmentation.png) or the PH2 folder "
+            "('PH2 Dataset images/IMDxxx/...')."
+        )
     ph2 = sorted(root.glob("**/IMD*_Dermoscopic_Image/*.bmp"))
     if (root / "images").is_dir():
         files = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -129,8 +136,9 @@ def _folder_pairs(root: Path, split: str | None) -> tuple[str, list[tuple[str, P
             cands = [root / "masks" / f"{p.stem}.png", root / "masks" / f"{p.stem}_Segmentation.png"]
             m = next((c for c in cands if c.is_file()), None)
             if m is None:
-                raise SystemExit(f"--eval folder: no mask for {p}: expected {cands[0]} (prepared layout) or "
-                                 f"{cands[1]} (ISIC layout)")
+                raise SystemExit(
+                    f"--eval folder: no mask for {p}: expected {cands[0]} (prepared layout) or {cands[1]} (ISIC layout)"
+                )
             if m.name.endswith("_Segmentation.png"):
                 layout = "ISIC"
             pairs.append((p.stem, p, m))
@@ -143,8 +151,10 @@ def _folder_pairs(root: Path, split: str | None) -> tuple[str, list[tuple[str, P
                 raise SystemExit(f"--eval folder: PH2 case {case} has no lesion mask {m}")
             pairs.append((case.name, p, m))
     else:
-        raise SystemExit(f"--eval folder: {root} holds neither images/ + masks/ (prepared or ISIC layout) nor PH2's "
-                         "IMDxxx/IMDxxx_Dermoscopic_Image/*.bmp; point --data at the dataset's root")
+        raise SystemExit(
+            f"--eval folder: {root} holds neither images/ + masks/ (prepared or ISIC layout) nor PH2's "
+            "IMDxxx/IMDxxx_Dermoscopic_Image/*.bmp; point --data at the dataset's root"
+        )
     if not pairs:
         raise SystemExit(f"--eval folder: no images found under {root} ({layout}); check --data and --split")
     return layout, pairs
@@ -168,6 +178,7 @@ def load_folder(root: Path, n: int | None = None, split: str | None = "test"):
         masks.append(m)
     return layout, names, images, masks
 
+
 def _kmeans_at(image, size: int, k: int, out_hw) -> torch.Tensor:
     x = prepare_image(image, size, standardize=False)[0]
     lab = kmeans_labels(x, k, seed=0)
@@ -185,8 +196,13 @@ def score_maps(maps, masks) -> dict[str, np.ndarray]:
         g = torch.from_numpy(np.asarray(m))
         honest, _ = best_overlap_cluster(lab, g)
         for prefix, pred in (("", honest), ("legacy_", legacy_gt_crop(honest, g))):
-            for k, fn in (("dsc", metrics.dice), ("hm", metrics.hammoude_distance), ("xor", metrics.xor_error),
-                          ("recall", metrics.recall), ("precision", metrics.precision)):
+            for k, fn in (
+                ("dsc", metrics.dice),
+                ("hm", metrics.hammoude_distance),
+                ("xor", metrics.xor_error),
+                ("recall", metrics.recall),
+                ("precision", metrics.precision),
+            ):
                 out.setdefault(prefix + k, []).append(float(fn(pred[None], g[None])[0]))
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -198,12 +214,16 @@ def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
     results = segment_images(images, cfg, progress=progress)
     secs = (time.perf_counter() - t0) / len(images)
     kmeans = [_kmeans_at(im, cfg.image_size, cfg.kmeans_k, m.shape) for im, m in zip(images, masks)]
-    matched = [_kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape)
-               for im, m, r in zip(images, masks, results)]
-    return {"MS-Former": score_maps([r.labels for r in results], masks),
-            f"k-means (K={cfg.kmeans_k})": score_maps(kmeans, masks),
-            "k-means (K = MS-Former's final count)": score_maps(matched, masks),
-            "results": results, "seconds": secs}
+    matched = [
+        _kmeans_at(im, cfg.image_size, max(r.n_clusters, 1), m.shape) for im, m, r in zip(images, masks, results)
+    ]
+    return {
+        "MS-Former": score_maps([r.labels for r in results], masks),
+        f"k-means (K={cfg.kmeans_k})": score_maps(kmeans, masks),
+        "k-means (K = MS-Former's final count)": score_maps(matched, masks),
+        "results": results,
+        "seconds": secs,
+    }
 
 
 def _eval_data(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int, split: str | None):
@@ -224,31 +244,58 @@ def _eval_data(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed
     return f"{data} ({layout})", names, images, masks
 
 
-def run_eval(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int = 123, split: str | None = "test",
-             per_image: bool = False) -> str:
+def run_eval(
+    source: str,
+    cfg: MSFormerConfig,
+    n: int | None,
+    data: Path,
+    seed: int = 123,
+    split: str | None = "test",
+    per_image: bool = False,
+) -> str:
     what, names, images, masks = _eval_data(source, cfg, n, data, seed, split)
     c = compare(images, masks, cfg)
     results, km = c["results"], f"k-means (K={cfg.kmeans_k})"
     rows = []
     for name in ("MS-Former", km, "k-means (K = MS-Former's final count)"):
         sc = c[name]
-        rows.append([name] + [f"{100 * np.nanmean(sc[k]):.1f}" for k in ("dsc", "hm", "xor", "recall", "precision")]
-                    + [f"{100 * np.nanmean(sc['legacy_' + k]):.1f}" for k in ("dsc", "hm", "xor")])
+        rows.append(
+            [name]
+            + [f"{100 * np.nanmean(sc[k]):.1f}" for k in ("dsc", "hm", "xor", "recall", "precision")]
+            + [f"{100 * np.nanmean(sc['legacy_' + k]):.1f}" for k in ("dsc", "hm", "xor")]
+        )
     wins = int(np.sum(c["MS-Former"]["dsc"] > c[km]["dsc"]))
     its = np.mean([r.iterations for r in results])
     ncl = np.mean([r.n_clusters for r in results])
-    title = (f"{what}: {len(images)} images at {cfg.image_size} px, best-overlap cluster; MS-Former beats k-means on "
-             f"{wins}/{len(images)} images ({100 * wins / len(images):.0f} %); {c['seconds']:.1f} s/image, "
-             f"{its:.1f} SGD steps, {ncl:.1f} clusters on average")
-    out = print_table(rows, ["method", "DSC", "HM", "XOR", "recall", "precision", "DSC (legacy GT crop)",
-                             "HM (legacy)", "XOR (legacy)"], title=title)
+    title = (
+        f"{what}: {len(images)} images at {cfg.image_size} px, best-overlap cluster; MS-Former beats k-means on "
+        f"{wins}/{len(images)} images ({100 * wins / len(images):.0f} %); {c['seconds']:.1f} s/image, "
+        f"{its:.1f} SGD steps, {ncl:.1f} clusters on average"
+    )
+    out = print_table(
+        rows,
+        ["method", "DSC", "HM", "XOR", "recall", "precision", "DSC (legacy GT crop)", "HM (legacy)", "XOR (legacy)"],
+        title=title,
+    )
     if per_image:
-        prow = [[nm, f"{100 * m.mean():.0f}", f"{100 * c['MS-Former']['dsc'][i]:.1f}", f"{100 * c[km]['dsc'][i]:.1f}",
-                 f"{100 * c['MS-Former']['recall'][i]:.0f}", f"{100 * c['MS-Former']['precision'][i]:.0f}",
-                 results[i].iterations, results[i].n_clusters]
-                for i, (nm, m) in enumerate(zip(names, masks))]
-        out += "\n" + print_table(prow, ["image", "lesion %", "MS-Former DSC", "k-means DSC", "recall", "precision",
-                                          "SGD steps", "clusters"], title="per image")
+        prow = [
+            [
+                nm,
+                f"{100 * m.mean():.0f}",
+                f"{100 * c['MS-Former']['dsc'][i]:.1f}",
+                f"{100 * c[km]['dsc'][i]:.1f}",
+                f"{100 * c['MS-Former']['recall'][i]:.0f}",
+                f"{100 * c['MS-Former']['precision'][i]:.0f}",
+                results[i].iterations,
+                results[i].n_clusters,
+            ]
+            for i, (nm, m) in enumerate(zip(names, masks))
+        ]
+        out += "\n" + print_table(
+            prow,
+            ["image", "lesion %", "MS-Former DSC", "k-means DSC", "recall", "precision", "SGD steps", "clusters"],
+            title="per image",
+        )
     return out
 
 
@@ -258,21 +305,36 @@ def run_ablation(cfg: MSFormerConfig, n: int) -> str:
 
     images, masks = make_batch("skin", n, cfg.image_size, seed=123)
     rows = []
-    l1, l2, l3 = cfg.lambdas                # each row switches terms off from the configured weights
+    l1, l2, l3 = cfg.lambdas  # each row switches terms off from the configured weights
     rows_lam = (("CE only", (l1, 0.0, 0.0)), ("CE + inter", (l1, l2, 0.0)), ("CE + intra", (l1, 0.0, l3)))
     variants = [(f"{name} {lam}", dataclasses.replace(cfg, lambdas=lam)) for name, lam in rows_lam]
-    variants += [(f"CE + inter + intra {tuple(cfg.lambdas)} (default)", cfg),
-                 ("published: out_norm=False, (1, 2, 1.2), K=100, Mix-FFN x4",
-                  dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED))]
+    variants += [
+        (f"CE + inter + intra {tuple(cfg.lambdas)} (default)", cfg),
+        (
+            "published: out_norm=False, (1, 2, 1.2), K=100, Mix-FFN x4",
+            dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED),
+        ),
+    ]
     for name, c in variants:
         res = segment_images(list(images), c, progress=False)
         ev = [evaluate_clusters(r.labels, torch.from_numpy(m)) for r, m in zip(res, masks)]
         mean = lambda k, ev=ev: 100 * float(torch.cat([e[k] for e in ev]).mean())  # noqa: E731
-        rows.append([name, f"{mean('dsc'):.1f}", f"{mean('hm'):.1f}", f"{mean('xor'):.1f}",
-                     f"{np.mean([r.n_clusters for r in res]):.1f}", f"{np.mean([r.iterations for r in res]):.1f}"])
-    return print_table(rows, ["losses (lambda1, lambda2, lambda3)", "DSC", "HM", "XOR", "clusters", "SGD steps"],
-                       title=f"Loss ablation (MS-Former Table 2 style): {n} synthetic skin images at "
-                             f"{cfg.image_size} px, best-overlap cluster, no GT crop")
+        rows.append(
+            [
+                name,
+                f"{mean('dsc'):.1f}",
+                f"{mean('hm'):.1f}",
+                f"{mean('xor'):.1f}",
+                f"{np.mean([r.n_clusters for r in res]):.1f}",
+                f"{np.mean([r.iterations for r in res]):.1f}",
+            ]
+        )
+    return print_table(
+        rows,
+        ["losses (lambda1, lambda2, lambda3)", "DSC", "HM", "XOR", "clusters", "SGD steps"],
+        title=f"Loss ablation (MS-Former Table 2 style): {n} synthetic skin images at "
+        f"{cfg.image_size} px, best-overlap cluster, no GT crop",
+    )
 
 
 def _time_cell(size: int, images_npy: str, overrides: dict) -> dict:
@@ -280,14 +342,19 @@ def _time_cell(size: int, images_npy: str, overrides: dict) -> dict:
     (the images come from a ``.npy`` file written by the parent, not from the generator)."""
     cfg = dataclasses.replace(get_config("msformer", "paper"), image_size=size, **overrides)
     ims = np.load(images_npy)
-    segment_images([ims[0, :32, :32]], dataclasses.replace(cfg, image_size=32, max_iters=2),
-                   progress=False)                                   # warm-up of the kernels
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # imports (torch ~0.5 GB), data, warm-up
+    segment_images(
+        [ims[0, :32, :32]], dataclasses.replace(cfg, image_size=32, max_iters=2), progress=False
+    )  # warm-up of the kernels
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # imports (torch ~0.5 GB), data, warm-up
     t0 = time.perf_counter()
     res = segment_images(list(ims), cfg, progress=False)
-    return {"seconds": (time.perf_counter() - t0) / len(ims), "iters": float(np.mean([r.iterations for r in res])),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "base_mb": base,
-            "clusters": float(np.mean([r.n_clusters for r in res]))}
+    return {
+        "seconds": (time.perf_counter() - t0) / len(ims),
+        "iters": float(np.mean([r.iterations for r in res])),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "base_mb": base,
+        "clusters": float(np.mean([r.n_clusters for r in res])),
+    }
 
 
 def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
@@ -304,20 +371,51 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
         for size in sizes:
             ims, _ = make_batch("skin", n, size, seed=7)
             path = str(Path(tmp) / f"skin_{size}.npy")
-            np.save(path, np.stack([np.asarray(i) for i in ims]))            # (n, H, W, 3) uint8
-            for heap, env in (("glibc default", {}),
-                              ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
-                cmd = [sys.executable, "-m", "benchmarks.bench_selfsup", "--threads", str(threads), "--time-cell",
-                       str(size), path, *sum((["--set", s] for s in items), [])]
+            np.save(path, np.stack([np.asarray(i) for i in ims]))  # (n, H, W, 3) uint8
+            for heap, env in (
+                ("glibc default", {}),
+                ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+            ):
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_selfsup",
+                    "--threads",
+                    str(threads),
+                    "--time-cell",
+                    str(size),
+                    path,
+                    *sum((["--set", s] for s in items), []),
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
                 r = json.loads(out.strip().splitlines()[-1])
-                rows.append([size, heap, f"{r['seconds']:.2f}", f"{r['iters']:.1f}",
-                             f"{r['seconds'] / max(r['iters'] + 1, 1):.3f}", f"{r['peak_mb']:.0f}",
-                             f"{r['peak_mb'] - r['base_mb']:.0f}", f"{148 / r['seconds']:.1f}x"])
-    return print_table(rows, ["size px", "heap", "s / image", "SGD steps", "s / step", "peak RSS MB",
-                              "of which optimisation MB", "vs official 148 s"],
-                       title=f"MS-Former per-image optimisation on CPU ({threads} threads), {n} synthetic skin images, "
-                             "paper profile (official code at 257 px: 148 s/image, 6.2 GB peak)")
+                rows.append(
+                    [
+                        size,
+                        heap,
+                        f"{r['seconds']:.2f}",
+                        f"{r['iters']:.1f}",
+                        f"{r['seconds'] / max(r['iters'] + 1, 1):.3f}",
+                        f"{r['peak_mb']:.0f}",
+                        f"{r['peak_mb'] - r['base_mb']:.0f}",
+                        f"{148 / r['seconds']:.1f}x",
+                    ]
+                )
+    return print_table(
+        rows,
+        [
+            "size px",
+            "heap",
+            "s / image",
+            "SGD steps",
+            "s / step",
+            "peak RSS MB",
+            "of which optimisation MB",
+            "vs official 148 s",
+        ],
+        title=f"MS-Former per-image optimisation on CPU ({threads} threads), {n} synthetic skin images, "
+        "paper profile (official code at 257 px: 148 s/image, 6.2 GB peak)",
+    )
 
 
 def _direct_loop(image, cfg, seed: int):
@@ -355,8 +453,8 @@ def run_engine_overhead(size: int, n: int, rounds: int) -> str:
 
     cfg = dataclasses.replace(get_config("msformer", "paper"), image_size=size)
     ims, _ = make_batch("skin", n, size, seed=7)
-    segment_image(ims[0][:32, :32], dataclasses.replace(cfg, image_size=32, max_iters=2))   # warm-up
-    t = {"engine": [0.0, 0, 0.0], "direct": [0.0, 0, 0.0]}   # wall s, forward passes, CPU s
+    segment_image(ims[0][:32, :32], dataclasses.replace(cfg, image_size=32, max_iters=2))  # warm-up
+    t = {"engine": [0.0, 0, 0.0], "direct": [0.0, 0, 0.0]}  # wall s, forward passes, CPU s
     same = True
     for r in range(rounds):
         for i, im in enumerate(ims):
@@ -370,7 +468,7 @@ def run_engine_overhead(size: int, n: int, rounds: int) -> str:
                     labels, steps = _direct_loop(im, cfg, seed=i)
                 t[kind][0] += time.perf_counter() - t0
                 t[kind][2] += time.process_time() - c0
-                t[kind][1] += steps + 1                       # forward passes (the last has no update)
+                t[kind][1] += steps + 1  # forward passes (the last has no update)
                 if kind == "engine":
                     eng = labels
                 else:
@@ -379,16 +477,29 @@ def run_engine_overhead(size: int, n: int, rounds: int) -> str:
     per = {k: v[0] / v[1] for k, v in t.items()}
     cpu = {k: v[2] / v[1] for k, v in t.items()}
     rows = [[size, k, f"{per[k]:.4f}", f"{cpu[k]:.4f}", t[k][1]] for k in ("direct", "engine")]
-    rows.append([size, "engine / direct", f"{per['engine'] / per['direct']:.3f}", f"{cpu['engine'] / cpu['direct']:.3f}",
-                 "maps identical" if same else "MAPS DIFFER"])
-    return print_table(rows, ["size px", "loop", "wall s / forward pass", "CPU s / forward pass", "forward passes"],
-                       title=f"MS-Former per-image loop on the engine vs written by hand ({n} images x {rounds} "
-                             f"rounds, interleaved, {torch.get_num_threads()} threads)")
+    rows.append(
+        [
+            size,
+            "engine / direct",
+            f"{per['engine'] / per['direct']:.3f}",
+            f"{cpu['engine'] / cpu['direct']:.3f}",
+            "maps identical" if same else "MAPS DIFFER",
+        ]
+    )
+    return print_table(
+        rows,
+        ["size px", "loop", "wall s / forward pass", "CPU s / forward pass", "forward passes"],
+        title=f"MS-Former per-image loop on the engine vs written by hand ({n} images x {rounds} "
+        f"rounds, interleaved, {torch.get_num_threads()} threads)",
+    )
 
 
 #: speed candidates of issue 15 that need no code change: (name, MSFormerConfig overrides)
-SPEED_CANDIDATES = (("defaults", {}), ("narrower embedding dim=16, intra_dim=32", {"dim": 16, "intra_dim": 32}),
-                    ("Mix-FFN x1 (mlp_ratio=1)", {"mlp_ratio": 1.0}))
+SPEED_CANDIDATES = (
+    ("defaults", {}),
+    ("narrower embedding dim=16, intra_dim=32", {"dim": 16, "intra_dim": 32}),
+    ("Mix-FFN x1 (mlp_ratio=1)", {"mlp_ratio": 1.0}),
+)
 
 
 def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool = True) -> str:
@@ -408,7 +519,7 @@ def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool
     segment_images([image[:32, :32]], dataclasses.replace(base, image_size=32, max_iters=2), progress=False)
     t = {n: 0.0 for n, _, _ in cands}
     for r in range(rounds):
-        for name, c, cl in (cands if r % 2 == 0 else cands[::-1]):
+        for name, c, cl in cands if r % 2 == 0 else cands[::-1]:
             x = prepare_image(image, c.image_size, c.standardize)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
@@ -421,35 +532,60 @@ def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool
     per = {n: v / (rounds * (steps + 1)) for n, v in t.items()}
     d = per["defaults"]
     rows = [[size, n, f"{per[n]:.3f}", f"{per[n] / d:.2f}"] for n, _, _ in cands]
-    return print_table(rows, ["size px", "candidate", "s / step", "vs defaults"],
-                       title=f"MS-Former speed candidates, interleaved in one process ({rounds} rounds x {steps + 1} "
-                             f"forward passes, {torch.get_num_threads()} threads)")
+    return print_table(
+        rows,
+        ["size px", "candidate", "s / step", "vs defaults"],
+        title=f"MS-Former speed candidates, interleaved in one process ({rounds} rounds x {steps + 1} "
+        f"forward passes, {torch.get_num_threads()} threads)",
+    )
+
 
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", action="store_true")
-    ap.add_argument("--eval", choices=["synthetic", "dermoscopy", "isic", "folder"],
-                    help="synthetic: the skin task; dermoscopy: mslib.data.synthetic_dermoscopy; isic: the team's "
-                         "ISIC crops; folder: --data DIR in the prepared, raw ISIC or raw PH2 layout")
-    ap.add_argument("--split", default="test", help="--eval folder, prepared layout: the split file to read "
-                    "(all images when it is missing)")
+    ap.add_argument(
+        "--eval",
+        choices=["synthetic", "dermoscopy", "isic", "folder"],
+        help="synthetic: the skin task; dermoscopy: mslib.data.synthetic_dermoscopy; isic: the team's "
+        "ISIC crops; folder: --data DIR in the prepared, raw ISIC or raw PH2 layout",
+    )
+    ap.add_argument(
+        "--split",
+        default="test",
+        help="--eval folder, prepared layout: the split file to read (all images when it is missing)",
+    )
     ap.add_argument("--per-image", action="store_true", help="--eval: one row per image too")
     ap.add_argument("--ablation", action="store_true")
-    ap.add_argument("--engine-overhead", action="store_true",
-                    help="time the per-image loop on the engine against the same loop written by hand")
+    ap.add_argument(
+        "--engine-overhead",
+        action="store_true",
+        help="time the per-image loop on the engine against the same loop written by hand",
+    )
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--speed-candidates", action="store_true", help="s/step of the speed candidates against the "
-                    "defaults, interleaved in one process (--size, --steps, --rounds)")
+    ap.add_argument(
+        "--speed-candidates",
+        action="store_true",
+        help="s/step of the speed candidates against the "
+        "defaults, interleaved in one process (--size, --steps, --rounds)",
+    )
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--profile", default="paper", choices=["quick", "paper"])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 257])   # the quick and paper sizes
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 257])  # the quick and paper sizes
     ap.add_argument("--size", type=int, default=None, help="working size for --eval (default: the profile's)")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", type=Path, default=None, help="--eval folder: the dataset folder; --eval isic: the "
-                    "ISIC crops (default ../shared/data/isic2016-crops)")
-    ap.add_argument("--seed", type=int, default=123, help="synthetic image set for --eval synthetic (123: the tuning "
-                    "set of the defaults; 2024: held out)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="--eval folder: the dataset folder; --eval isic: the ISIC crops (default ../shared/data/isic2016-crops)",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=123,
+        help="synthetic image set for --eval synthetic (123: the tuning set of the defaults; 2024: held out)",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--time-cell", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -19,6 +19,7 @@ forces pixels as the official script); a class absent from both prediction and g
 of a volume is skipped (NaN), a class missed or hallucinated scores Dice 0 and HD95 = the
 volume's diagonal (mslib's convention; ``--legacy-metrics`` for the official one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,15 @@ LABELS = {"unet_ls": "UNet-LS", "cps": "CPS", "cts": "CTS", "mcsc": "MCSC", "une
 def _config(method: str, args, labelled: int, seed: int):
     from mslib.configs import get_config
 
-    kw = dict(max_iterations=args.iters, val_every=min(args.val_every, args.iters), val_after=0, seed=seed,
-              labelled_cases=labelled, image_size=args.size, dataset=args.root_str)
+    kw = dict(
+        max_iterations=args.iters,
+        val_every=min(args.val_every, args.iters),
+        val_after=0,
+        seed=seed,
+        labelled_cases=labelled,
+        image_size=args.size,
+        dataset=args.root_str,
+    )
     if args.pixels:
         kw["hd95_in_mm"] = False
     if args.legacy_metrics:
@@ -73,8 +81,15 @@ def run_one(method: str, args, labelled: int, seed: int) -> dict:
     history, rec = R.train(cfg, device=args.device, progress=False)
     seconds = time.perf_counter() - t0
     res = R.test(rec, networks=rec.networks if args.both else rec.networks[:1])
-    return {"method": method, "labelled": labelled, "seed": seed, "seconds": seconds, "results": res,
-            "slices": len(rec.data["labelled"]), "best_step": rec.validator.best_step}
+    return {
+        "method": method,
+        "labelled": labelled,
+        "seed": seed,
+        "seconds": seconds,
+        "results": res,
+        "slices": len(rec.data["labelled"]),
+        "best_step": rec.validator.best_step,
+    }
 
 
 def _mean_std(values) -> str:
@@ -96,16 +111,20 @@ def table(runs: list[dict], classes: list[str], units: str, title: str) -> str:
     for method, net, lab in keys:
         group = [r for r in runs if r["method"] == method and r["labelled"] == lab]
         res = [r["results"][net] for r in group]
-        row = [LABELS.get(method, method) + ("" if net == "cnn" else f" ({net})"), lab, group[0]["slices"],
-               len(group)]
+        row = [LABELS.get(method, method) + ("" if net == "cnn" else f" ({net})"), lab, group[0]["slices"], len(group)]
         row += [_mean_std([x["dice"][c] for x in res]) for c in classes]
         row += [_mean_std([x["mean_dice"] for x in res])]
         row += [_mean_std([x["hd95"][c] for x in res]) for c in classes]
         row += [_mean_std([x["mean_hd95"] for x in res]), f"{np.mean([r['seconds'] for r in group]):.0f}"]
         rows.append(row)
     short = [SHORT.get(c, c[:6]) for c in classes]
-    headers = (["method", "cases", "slices", "seeds"] + [f"Dice {c}" for c in short] + ["Dice mean"]
-               + [f"HD95 {c}" for c in short] + [f"HD95 mean ({units})", "s/run"])
+    headers = (
+        ["method", "cases", "slices", "seeds"]
+        + [f"Dice {c}" for c in short]
+        + ["Dice mean"]
+        + [f"HD95 {c}" for c in short]
+        + [f"HD95 mean ({units})", "s/run"]
+    )
     return print_table(rows, headers, title)
 
 
@@ -127,11 +146,13 @@ def speed(args) -> str:
             torch.manual_seed(0)
             models = R.build_models(cfg)
             step = R.step_function(cfg)
-            opts = {n: build_optimizer(m, c) for (n, m), c in zip(models.items(),
-                                                                   R.optim_configs(cfg, tuple(models)).values())}
+            opts = {
+                n: build_optimizer(m, c)
+                for (n, m), c in zip(models.items(), R.optim_configs(cfg, tuple(models)).values())
+            }
             x = torch.rand(2 * bs, 1, size, size)
             y = torch.randint(0, 4, (2 * bs, size, size))
-            ctx = SimpleNamespace(model=models, models=models, step=10 ** 6)
+            ctx = SimpleNamespace(model=models, models=models, step=10**6)
 
             def one(step=step, ctx=ctx, x=x, y=y, opts=opts):
                 loss, _ = step(ctx, (x, y))
@@ -148,18 +169,22 @@ def speed(args) -> str:
                 n += 1
             dt = (time.perf_counter() - t0) / n
             params = sum(p.numel() for m in models.values() for p in m.parameters())
-            rows.append([profile, LABELS[method], size, f"{bs}+{bs}", f"{params / 1e6:.2f}M", f"{1 / dt:.3f}",
-                         f"{dt:.2f}", n])
-    return print_table(rows, ["profile", "method", "size", "batch (lab+unl)", "params", "steps/s", "s/step",
-                              "steps timed"],
-                       f"Semi-supervised loop speed on CPU ({torch.get_num_threads()} threads; contrast after its "
-                       "start iteration, random data)")
+            rows.append(
+                [profile, LABELS[method], size, f"{bs}+{bs}", f"{params / 1e6:.2f}M", f"{1 / dt:.3f}", f"{dt:.2f}", n]
+            )
+    return print_table(
+        rows,
+        ["profile", "method", "size", "batch (lab+unl)", "params", "steps/s", "s/step", "steps timed"],
+        f"Semi-supervised loop speed on CPU ({torch.get_num_threads()} threads; contrast after its "
+        "start iteration, random data)",
+    )
 
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="synthetic-cardiac",
-                   help="acdc, a prepared dataset name/folder, or synthetic-cardiac")
+    p.add_argument(
+        "--data", default="synthetic-cardiac", help="acdc, a prepared dataset name/folder, or synthetic-cardiac"
+    )
     p.add_argument("--labelled", type=int, nargs="+", default=[1, 3, 7], help="labelled cases (the first K)")
     p.add_argument("--size", type=int, default=64, help="training size (multiple of 32)")
     p.add_argument("--iters", type=int, default=300)
@@ -200,15 +225,23 @@ def main(argv=None) -> str:
         for method in args.methods:
             for seed in args.seeds:
                 r = run_one(method, args, lab, seed)
-                print(f"{LABELS[method]:8} cases={lab} seed={seed}: {r['seconds']:.0f} s, "
-                      f"test Dice {r['results']['cnn']['mean_dice']:.3f}, HD95 {r['results']['cnn']['mean_hd95']:.2f} "
-                      f"{units} (best val at step {r['best_step']})", flush=True)
+                print(
+                    f"{LABELS[method]:8} cases={lab} seed={seed}: {r['seconds']:.0f} s, "
+                    f"test Dice {r['results']['cnn']['mean_dice']:.3f}, HD95 {r['results']['cnn']['mean_hd95']:.2f} "
+                    f"{units} (best val at step {r['best_step']})",
+                    flush=True,
+                )
                 runs.append(r)
-    conv = ("official conventions (empty prediction: HD95 0)" if args.legacy_metrics else
-            "a class absent from prediction and label is skipped; a missed/extra class: Dice 0, HD95 = volume diagonal")
-    title = (f"{Path(args.root_str).name}: per-volume Dice / HD95 ({units}) on the test split ({len(test)} volumes), "
-             f"mean ± std over seeds {args.seeds}; {args.profile} profile, {args.size} px, {args.iters} iterations; "
-             f"{conv}")
+    conv = (
+        "official conventions (empty prediction: HD95 0)"
+        if args.legacy_metrics
+        else "a class absent from prediction and label is skipped; a missed/extra class: Dice 0, HD95 = volume diagonal"
+    )
+    title = (
+        f"{Path(args.root_str).name}: per-volume Dice / HD95 ({units}) on the test split ({len(test)} volumes), "
+        f"mean ± std over seeds {args.seeds}; {args.profile} profile, {args.size} px, {args.iters} iterations; "
+        f"{conv}"
+    )
     return table(runs, classes, units, title)
 
 

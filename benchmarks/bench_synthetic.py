@@ -8,13 +8,12 @@ this process's CPU time (the latter does not grow when other jobs share the core
 ``generate`` (generation plus PNG encoding and the atomic prepared-layout writer).
 The last columns describe the sets: mean foreground fraction and share of empty masks.
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
-
-import numpy as np
 
 from benchmarks.common import print_table
 from mslib.data import synthetic as S
@@ -34,8 +33,16 @@ def main(argv: list[str] | None = None) -> str:
         t0, c0 = time.perf_counter(), time.process_time()
         _, masks = S.make_batch(task, args.n, args.size, seed=args.seed)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-        row = [task, args.size, args.n, round(dt / args.n * 1e3, 2), round(args.n / dt, 1), round(dt, 2),
-               round(cpu / args.n * 1e3, 2), round(args.n / cpu, 1)]
+        row = [
+            task,
+            args.size,
+            args.n,
+            round(dt / args.n * 1e3, 2),
+            round(args.n / dt, 1),
+            round(dt, 2),
+            round(cpu / args.n * 1e3, 2),
+            round(args.n / cpu, 1),
+        ]
         if args.write:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
@@ -44,8 +51,16 @@ def main(argv: list[str] | None = None) -> str:
         fg = (masks > 0).mean(axis=(1, 2))
         row += [round(float(fg.mean()), 3), round(float((fg == 0).mean()), 3)]
         rows.append(row)
-    headers = ["task", "size", "n", "ms / image", "images / s", f"make_batch {args.n} (s)",
-               "CPU ms / image", "images / CPU s"]
+    headers = [
+        "task",
+        "size",
+        "n",
+        "ms / image",
+        "images / s",
+        f"make_batch {args.n} (s)",
+        "CPU ms / image",
+        "images / CPU s",
+    ]
     if args.write:
         headers.append(f"generate {args.n} (s)")
     headers += ["mean fg fraction", "empty masks"]

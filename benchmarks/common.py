@@ -1,8 +1,9 @@
 """Shared helpers of the benchmark scripts: a timer and a plain-text table printer."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:

@@ -6,6 +6,7 @@
 Each ``benchmarks/bench_*.py`` is run as its own process (``python -m benchmarks.bench_x``)
 so that one script's memory and threads do not skew another's numbers.
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -25,16 +25,18 @@ and MCSC evaluate HD95 in pixels) and ``labeled_patients``.
 
 Semi-supervised subsets (MCSC): ``train_labeled_K`` are the slices of the first K patients in
 ``train_slices.list`` order (K = 1, 3, 7; with the SSL4MIS list 1 -> 32, 3 -> 68 and 7 -> 136 slices,
-the counts the SSL4MIS/MCSC code hard-codes as the first N lines of that list), ``train_unlabeled_K`` the other training slices.
+the counts the SSL4MIS/MCSC code hard-codes as the first N lines of that list), ``train_unlabeled_K``
+the other training slices.
 :class:`mslib.data.volumes.VolumeDataset` yields whole volumes for per-volume evaluation.
 """
+
 from __future__ import annotations
 
 import random
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -53,14 +55,14 @@ INFO = DatasetInfo(
     homepage="https://www.creatis.insa-lyon.fr/Challenge/acdc/",
     licence="Research use only; cite Bernard et al. 2018 (the release's MANDATORY_CITATION.md).",
     citation="O. Bernard et al., Deep learning techniques for automatic MRI cardiac multi-structures segmentation "
-             "and diagnosis: is the problem solved?, IEEE TMI 37(11), 2514-2525, 2018.",
+    "and diagnosis: is the problem solved?, IEEE TMI 37(11), 2514-2525, 2018.",
     used_by="MCSC (1, 3, 7 labelled cases)",
     size="100 training patients, 200 ED/ES volumes (h5 form about 1 GB)",
     files=(RawFile("ACDC.zip"),),
     manual="Either (1) the SSL4MIS preprocessed folder 'ACDC' (data/, data/slices/, *.list; see the SSL4MIS README "
-           "for its link), or (2) register on the ACDC site (homepage; the data now live on the Creatis "
-           "'humanheart-project' platform), download the NIfTI 'database' and pass it, optionally with "
-           "--lists DIR (SSL4MIS list files) for the MCSC split.",
+    "for its link), or (2) register on the ACDC site (homepage; the data now live on the Creatis "
+    "'humanheart-project' platform), download the NIfTI 'database' and pass it, optionally with "
+    "--lists DIR (SSL4MIS list files) for the MCSC split.",
 )
 
 _SLICE = re.compile(r"^(?P<vol>patient\d+_frame\d+)_slice_(?P<i>\d+)$")
@@ -148,16 +150,21 @@ def _prepare_nifti(base: Path, w, lists: Path | None, seed: int) -> dict[str, li
     if not by_patient:
         raise VerificationError(f"{base}: no patientXXX_frameYY.nii.gz volumes found")
     if lists is not None:
-        part = {k: _patients_in_order(_read_list(lists / f)) for k, f in
-                (("train", "train_slices.list"), ("val", "val.list"), ("test", "test.list"))}
+        part = {
+            k: _patients_in_order(_read_list(lists / f))
+            for k, f in (("train", "train_slices.list"), ("val", "val.list"), ("test", "test.list"))
+        }
         w.meta["split_note"] = f"SSL4MIS lists from {lists.name}"
     else:
         patients = sorted(by_patient)
         random.Random(seed).shuffle(patients)
         n = len(patients)
         n_val, n_test = round(0.1 * n), round(0.2 * n)
-        part = {"test": sorted(patients[:n_test]), "val": sorted(patients[n_test:n_test + n_val]),
-                "train": sorted(patients[n_test + n_val:])}
+        part = {
+            "test": sorted(patients[:n_test]),
+            "val": sorted(patients[n_test : n_test + n_val]),
+            "train": sorted(patients[n_test + n_val :]),
+        }
         w.meta["split_note"] = f"70/10/20 patients drawn with random.Random({seed})"
     splits: dict[str, list[str]] = {k: [] for k in part}
     for split, patients in part.items():
@@ -200,26 +207,49 @@ def prepare(raw, root=None, *, allow_partial: bool = False, lists: Path | None =
     """Prepare ACDC (h5 slice form or original NIfTI) with the MCSC labelled subsets into ``root``."""
     with open_raw(INFO, raw) as inputs:
         try:
-            base = find_dir(inputs.dirs, lambda d: (d / "train_slices.list").is_file() and (d / "data").is_dir(),
-                            "ACDC/train_slices.list and ACDC/data/")
+            base = find_dir(
+                inputs.dirs,
+                lambda d: (d / "train_slices.list").is_file() and (d / "data").is_dir(),
+                "ACDC/train_slices.list and ACDC/data/",
+            )
             form = "h5"
         except VerificationError:
-            base = find_dir(inputs.dirs, lambda d: any(d.glob("patient*/patient*_frame??_gt.nii.gz"))
-                            or any(d.glob("training/patient*/patient*_frame??_gt.nii.gz")),
-                            "ACDC h5 folder (train_slices.list, data/) or NIfTI patient folders "
-                            "(patientXXX/patientXXX_frameYY_gt.nii.gz)")
+            base = find_dir(
+                inputs.dirs,
+                lambda d: (
+                    any(d.glob("patient*/patient*_frame??_gt.nii.gz"))
+                    or any(d.glob("training/patient*/patient*_frame??_gt.nii.gz"))
+                ),
+                "ACDC h5 folder (train_slices.list, data/) or NIfTI patient folders "
+                "(patientXXX/patientXXX_frameYY_gt.nii.gz)",
+            )
             form = "nifti"
-        with prepared_writer(INFO, root, CLASSES, 1, inputs, EXPECTED_H5 if form == "h5" else {}, allow_partial,
-                             raw_form=form, volumes={}, spacing={} if form == "nifti" else None,
-                             image_scaling="uint8 = round(x * 255) of the per-volume min-max normalised image") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            CLASSES,
+            1,
+            inputs,
+            EXPECTED_H5 if form == "h5" else {},
+            allow_partial,
+            raw_form=form,
+            volumes={},
+            spacing={} if form == "nifti" else None,
+            image_scaling="uint8 = round(x * 255) of the per-volume min-max normalised image",
+        ) as w:
             splits = _prepare_h5(base, w) if form == "h5" else _prepare_nifti(base, w, lists, seed)
             subsets = labeled_subsets(splits["train"])
             splits.update(subsets)
-            w.meta["labeled_patients"] = {k: sorted({patient_of(n) for n in subsets[f"train_labeled_{k}"]})
-                                          for k in LABELED if f"train_labeled_{k}" in subsets}
+            w.meta["labeled_patients"] = {
+                k: sorted({patient_of(n) for n in subsets[f"train_labeled_{k}"]})
+                for k in LABELED
+                if f"train_labeled_{k}" in subsets
+            }
             w.set_splits({k: v for k, v in splits.items() if v})
-            vol_counts = {f"{s}_volumes": len({n.rsplit('_slice_', 1)[0] for n in splits.get(s, [])})
-                          for s in ("train", "val", "test")}
+            vol_counts = {
+                f"{s}_volumes": len({n.rsplit("_slice_", 1)[0] for n in splits.get(s, [])})
+                for s in ("train", "val", "test")
+            }
             warns = check_counts(INFO.name, vol_counts, EXPECTED_VOLUMES, allow_partial)
             if warns:
                 w.meta.setdefault("warnings", []).extend(warns)
@@ -227,8 +257,12 @@ def prepare(raw, root=None, *, allow_partial: bool = False, lists: Path | None =
 
 
 def _args(p):
-    p.add_argument("--lists", type=Path, default=None,
-                   help="folder with SSL4MIS train_slices.list/val.list/test.list (NIfTI form only)")
+    p.add_argument(
+        "--lists",
+        type=Path,
+        default=None,
+        help="folder with SSL4MIS train_slices.list/val.list/test.list (NIfTI form only)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the patient split when no --lists is given")
 
 

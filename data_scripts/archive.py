@@ -33,6 +33,7 @@ defence; zip members are written by :mod:`zipfile`, after our own checks. Everyt
 into a temporary sibling folder that is renamed into place only when the whole archive was
 read without error, so a truncated or malicious archive leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,18 @@ import zipfile
 import zlib
 from pathlib import Path
 
-__all__ = ["safe_extract", "archive_kind", "is_archive", "UnsafeArchiveError", "CorruptArchiveError",
-           "ArchiveLimitError", "extraction_limits", "current_limits", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_RATIO"]
+__all__ = [
+    "safe_extract",
+    "archive_kind",
+    "is_archive",
+    "UnsafeArchiveError",
+    "CorruptArchiveError",
+    "ArchiveLimitError",
+    "extraction_limits",
+    "current_limits",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_RATIO",
+]
 
 #: Default bound on the total unpacked size (bytes) and on unpacked size / archive size.
 DEFAULT_MAX_BYTES = 200 * 10**9
@@ -141,30 +152,37 @@ class _Budget:
 
     def add(self, name: str, size: int) -> None:
         if name in self.names:
-            raise UnsafeArchiveError(f"{self.archive}: member {name!r} appears twice; the second copy would "
-                                     "silently replace the first. Extract the archive yourself, check which copy "
-                                     "is right, and pass the folder with --raw")
+            raise UnsafeArchiveError(
+                f"{self.archive}: member {name!r} appears twice; the second copy would "
+                "silently replace the first. Extract the archive yourself, check which copy "
+                "is right, and pass the folder with --raw"
+            )
         self.names.add(name)
         for part in name.split("/"):
             if len(os.fsencode(part)) > self.name_max:
                 raise ArchiveLimitError(
                     f"{self.archive}: member name {part[:40]!r}... is {len(os.fsencode(part))} bytes long, but the "
                     f"file system at {self.dest.parent} allows {self.name_max}; extract the archive yourself with "
-                    "a tool that shortens names (or on another file system) and pass the folder with --raw")
+                    "a tool that shortens names (or on another file system) and pass the folder with --raw"
+                )
         if len(os.fsencode(str(self.dest / name))) + 64 > self.path_max:
-            raise ArchiveLimitError(f"{self.archive}: member {name[:60]!r}... would give a path longer than the file "
-                                    f"system allows ({self.path_max} bytes); choose a shorter --cache/--raw location")
+            raise ArchiveLimitError(
+                f"{self.archive}: member {name[:60]!r}... would give a path longer than the file "
+                f"system allows ({self.path_max} bytes); choose a shorter --cache/--raw location"
+            )
         self.total += max(0, int(size))
         if self.total > self.max_bytes:
             raise ArchiveLimitError(
                 f"{self.archive} unpacks to more than {_gb(self.max_bytes)} (the limit; {_gb(self.total)} counted "
                 f"so far); nothing was written. If this archive is genuine, raise the limit with --max-extract-gb "
-                f"or ${ENV_MAX_GB}")
+                f"or ${ENV_MAX_GB}"
+            )
         if self.total > RATIO_FLOOR and self.total > self.max_ratio * self.archive_size:
             raise ArchiveLimitError(
                 f"{self.archive} ({_gb(self.archive_size)}) unpacks to at least {_gb(self.total)}, more than "
                 f"{self.max_ratio:g} times its size: a decompression bomb or a damaged archive; nothing was "
-                f"written. If it is genuine, raise the limit with --max-ratio or ${ENV_MAX_RATIO}")
+                f"written. If it is genuine, raise the limit with --max-ratio or ${ENV_MAX_RATIO}"
+            )
 
     def check_disk(self) -> None:
         try:
@@ -172,8 +190,10 @@ class _Budget:
         except OSError:
             return
         if self.total > free:
-            raise ArchiveLimitError(f"{self.archive} unpacks to {_gb(self.total)} but only {_gb(free)} are free "
-                                    f"at {self.dest.parent}; free space, or put the archive on a larger disk")
+            raise ArchiveLimitError(
+                f"{self.archive} unpacks to {_gb(self.total)} but only {_gb(free)} are free "
+                f"at {self.dest.parent}; free space, or put the archive on a larger disk"
+            )
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -192,18 +212,25 @@ def archive_kind(path: str | os.PathLike) -> str:
         if tarfile.is_tarfile(path):
             return "tar"
     except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptArchiveError(f"{path}: cannot read it as a tar archive ({exc}); the file is truncated "
-                                  "or corrupt: delete it and download it again") from exc
+        raise CorruptArchiveError(
+            f"{path}: cannot read it as a tar archive ({exc}); the file is truncated "
+            "or corrupt: delete it and download it again"
+        ) from exc
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"Rar!"):
-        raise CorruptArchiveError(f"{path} is a RAR archive, which Python cannot unpack: extract it with "
-                                  "`unrar x` or 7-Zip and pass the extracted folder with --raw")
+        raise CorruptArchiveError(
+            f"{path} is a RAR archive, which Python cannot unpack: extract it with "
+            "`unrar x` or 7-Zip and pass the extracted folder with --raw"
+        )
     if head.startswith(b"PK"):
-        raise CorruptArchiveError(f"{path} starts like a zip file but has no readable central directory: "
-                                  "it is truncated; delete it and download it again")
-    raise CorruptArchiveError(f"{path} is neither a zip nor a tar archive (truncated, or a HTML error page?); "
-                              "delete it and download it again")
+        raise CorruptArchiveError(
+            f"{path} starts like a zip file but has no readable central directory: "
+            "it is truncated; delete it and download it again"
+        )
+    raise CorruptArchiveError(
+        f"{path} is neither a zip nor a tar archive (truncated, or a HTML error page?); delete it and download it again"
+    )
 
 
 def _check_name(archive: Path, name: str) -> str:
@@ -213,8 +240,9 @@ def _check_name(archive: Path, name: str) -> str:
         raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..' and would land outside the "
-                                 "target folder; refusing to extract")
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} contains '..' and would land outside the target folder; refusing to extract"
+        )
     return "/".join(parts)
 
 
@@ -237,8 +265,10 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile, budget: _Budget) -> None:
         if stat.S_ISLNK(mode):
             target = zf.read(info).decode("utf-8", "replace")
             _check_link(archive, name, target, hard=False)
-            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; zip symlinks "
-                                     "are not supported (extract the archive yourself and pass the folder)")
+            raise UnsafeArchiveError(
+                f"{archive}: member {info.filename!r} is a symbolic link; zip symlinks "
+                "are not supported (extract the archive yourself and pass the folder)"
+            )
         if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a special file; refusing to extract")
 
@@ -252,8 +282,9 @@ def _check_tar(archive: Path, tf: tarfile.TarFile, budget: _Budget) -> None:
         parts = name.split("/")
         through = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in links), None)
         if through is not None:  # a chain of links can leave the folder even when each target looks inside
-            raise UnsafeArchiveError(f"{archive}: member {m.name!r} goes through the symbolic link {through!r}; "
-                                     "refusing to extract")
+            raise UnsafeArchiveError(
+                f"{archive}: member {m.name!r} goes through the symbolic link {through!r}; refusing to extract"
+            )
         if m.issym():
             links.add(name)
         if m.issym() or m.islnk():
@@ -262,8 +293,9 @@ def _check_tar(archive: Path, tf: tarfile.TarFile, budget: _Budget) -> None:
             raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device file or FIFO; refusing to extract")
 
 
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int | None = None,
-                 max_ratio: float | None = None) -> Path:
+def safe_extract(
+    archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int | None = None, max_ratio: float | None = None
+) -> Path:
     """Unpack a zip or tar archive into ``dest`` (replaced atomically); return ``dest``.
 
     Raises :class:`UnsafeArchiveError` for a path-traversal, absolute, link, device or duplicate
@@ -275,8 +307,9 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes:
     archive, dest = Path(archive), Path(dest)
     kind = archive_kind(archive)
     if dest.is_file():
-        raise UnsafeArchiveError(f"{dest} is a file; refusing to replace it with the unpacked {archive.name}: "
-                                 "choose another destination")
+        raise UnsafeArchiveError(
+            f"{dest} is a file; refusing to replace it with the unpacked {archive.name}: choose another destination"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     budget = _Budget(archive, dest, *current_limits(max_bytes, max_ratio))
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
@@ -288,8 +321,9 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes:
                     budget.check_disk()
                     zf.extractall(tmp)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise CorruptArchiveError(f"{archive}: damaged zip archive ({exc}); delete it and download it "
-                                          "again") from exc
+                raise CorruptArchiveError(
+                    f"{archive}: damaged zip archive ({exc}); delete it and download it again"
+                ) from exc
         else:
             try:
                 with tarfile.open(archive, "r:*") as tf:
@@ -304,13 +338,19 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes:
                     raise
                 if isinstance(exc, tarfile.FilterError):
                     raise UnsafeArchiveError(f"{archive}: {exc}; refusing to extract") from exc
-                raise CorruptArchiveError(f"{archive}: damaged or truncated tar archive ({exc}); delete it and "
-                                          "download it again") from exc
+                raise CorruptArchiveError(
+                    f"{archive}: damaged or truncated tar archive ({exc}); delete it and download it again"
+                ) from exc
         (tmp / EXTRACTED_MARKER).write_text(f"{archive.name}\n", encoding="utf-8")
-        if dest.is_symlink() or (dest.exists() and not dest.is_dir()) or (
-                dest.is_dir() and any(True for _ in dest.iterdir()) and not (dest / EXTRACTED_MARKER).is_file()):
-            raise UnsafeArchiveError(f"{dest} already exists and was not unpacked here by mslib; refusing to "
-                                     "replace it: choose another destination or delete it yourself")
+        if (
+            dest.is_symlink()
+            or (dest.exists() and not dest.is_dir())
+            or (dest.is_dir() and any(True for _ in dest.iterdir()) and not (dest / EXTRACTED_MARKER).is_file())
+        ):
+            raise UnsafeArchiveError(
+                f"{dest} already exists and was not unpacked here by mslib; refusing to "
+                "replace it: choose another destination or delete it yourself"
+            )
         old = None
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))

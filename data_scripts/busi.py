@@ -13,6 +13,7 @@ list is published). Folds are stratified by class, drawn with ``random.Random`` 
 ``fold0_train``..``fold3_train`` the other three folds; ``benign``/``malignant``/``normal``/``all``;
 ``train``/``val``/``test`` are fold 0 (``val`` = 10% of ``fold0_train`` held out) for a single run.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,7 @@ INFO = DatasetInfo(
     homepage="https://scholar.cu.edu.eg/?q=afahmy/pages/dataset",
     licence="Public for research (CC0 on the Kaggle mirror); cite Al-Dhabyani et al. (Data in Brief 2020).",
     citation="W. Al-Dhabyani, M. Gomaa, H. Khaled, A. Fahmy, Dataset of breast ultrasound images, "
-             "Data in Brief 28, 104863, 2020.",
+    "Data in Brief 28, 104863, 2020.",
     used_by="M2SNet Table IV",
     size="780 images (about 200 MB)",
     files=(RawFile("Dataset_BUSI.zip", ("https://scholar.cu.edu.eg/Dataset_BUSI.zip",)),),
@@ -69,12 +70,23 @@ def collect(folder: Path) -> dict[str, tuple[Path, list[Path]]]:
 def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 4, seed: int = 0) -> Path:
     """Prepare BUSI with ``folds``-fold stratified cross-validation splits into ``root``."""
     with open_raw(INFO, raw) as inputs:
-        base = find_dir(inputs.dirs, lambda d: all((d / c).is_dir() for c in CLASSES),
-                        "the class folders benign/ malignant/ normal/")
+        base = find_dir(
+            inputs.dirs,
+            lambda d: all((d / c).is_dir() for c in CLASSES),
+            "the class folders benign/ malignant/ normal/",
+        )
         strata: dict[str, str] = {}
-        with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
-                             split_note=f"{folds}-fold CV stratified by class, seed {seed}",
-                             original_names={}) as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lesion"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note=f"{folds}-fold CV stratified by class, seed {seed}",
+            original_names={},
+        ) as w:
             for cls in CLASSES:
                 for stem, (img, mask_paths) in sorted(collect(base / cls).items()):
                     name = sample_name(stem)

@@ -15,6 +15,7 @@ Safety: ``--root`` is replaced only when it is absent, empty, or a folder this p
 and a ``--raw`` inside ``--root``, are refused (:func:`check_root_and_raw`). Both checks run
 before anything is downloaded, unpacked or written. Errors print one line and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,10 @@ import errno
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 from mslib.data.layout import PreparedWriter, UnsafeRootError, check_replaceable
 from mslib.utils import data_dir
@@ -34,14 +35,26 @@ from .archive import CorruptArchiveError, UnsafeArchiveError, extraction_limits,
 from .download import DownloadError, download, sha256_file
 from .prepare import VerificationError, check_counts, summarize_repairs, verify_files
 
-__all__ = ["RawFile", "DatasetInfo", "RawInputs", "ManualDownloadRequired", "open_raw", "prepared_writer",
-           "fetch", "make_main", "default_cache", "check_root_and_raw", "describe_os_error"]
+__all__ = [
+    "RawFile",
+    "DatasetInfo",
+    "RawInputs",
+    "ManualDownloadRequired",
+    "open_raw",
+    "prepared_writer",
+    "fetch",
+    "make_main",
+    "default_cache",
+    "check_root_and_raw",
+    "describe_os_error",
+]
 
 
 @dataclass(frozen=True)
 class RawFile:
     """One file of the original distribution. ``urls``: official URL first, then mirrors (empty:
     manual download). ``sha256``/``md5``: published or previously verified checksum, else ``None``."""
+
     filename: str
     urls: tuple[str, ...] = ()
     sha256: str | None = None
@@ -51,6 +64,7 @@ class RawFile:
 @dataclass(frozen=True)
 class DatasetInfo:
     """Provenance of a dataset: where it comes from, its terms, and who uses it."""
+
     name: str
     title: str
     homepage: str
@@ -67,11 +81,14 @@ class DatasetInfo:
 
     def instructions(self, cache: Path) -> str:
         files = "\n".join(f"  - {f.filename}" + (f"  ({f.urls[0]})" if f.urls else "") for f in self.files)
-        how = self.manual or ("run again with --download to fetch them from the official URL(s), or download "
-                              "them yourself")
-        return (f"{self.title}: the raw files are not here.\n{how}\nFiles:\n{files or '  (see the homepage)'}\n"
-                f"Homepage: {self.homepage}\nTerms: {self.licence}\n"
-                f"Then put them in {cache} or pass them with --raw PATH (archives or extracted folders).")
+        how = self.manual or (
+            "run again with --download to fetch them from the official URL(s), or download them yourself"
+        )
+        return (
+            f"{self.title}: the raw files are not here.\n{how}\nFiles:\n{files or '  (see the homepage)'}\n"
+            f"Homepage: {self.homepage}\nTerms: {self.licence}\n"
+            f"Then put them in {cache} or pass them with --raw PATH (archives or extracted folders)."
+        )
 
 
 class ManualDownloadRequired(FileNotFoundError):
@@ -82,6 +99,7 @@ class ManualDownloadRequired(FileNotFoundError):
 class RawInputs:
     """Opened raw input: ``paths`` to search (extracted folders, given folders, plain files) and the
     checksums of the archives they came from."""
+
     paths: list[Path]
     checksums: dict[str, dict] = field(default_factory=dict)
     sources: list[Path] = field(default_factory=list)  # what the user passed as --raw
@@ -116,16 +134,22 @@ def open_raw(info: DatasetInfo, raw: str | Path | Sequence[str | Path]) -> Itera
                 raise FileNotFoundError(f"--raw {p} does not exist; pass the dataset's archive or extracted folder")
             out.sources.append(p)
             if not (p.is_file() or p.is_dir()):
-                raise ValueError(f"--raw {p} is neither a file nor a folder (a device or FIFO); pass the dataset's "
-                                 "archive or extracted folder")
+                raise ValueError(
+                    f"--raw {p} is neither a file nor a folder (a device or FIFO); pass the dataset's "
+                    "archive or extracted folder"
+                )
             if p.is_file() and is_archive(p):
                 digest = sha256_file(p)
                 spec = known.get(p.name)
                 if spec is not None and spec.sha256 and digest != spec.sha256.lower():
-                    raise VerificationError(f"{p}: sha256 is {digest}, the published file has {spec.sha256}; "
-                                            "it is corrupt or a different version: download it again")
-                out.checksums[p.name] = {"sha256": digest,
-                                         "verified_against_published": bool(spec is not None and spec.sha256)}
+                    raise VerificationError(
+                        f"{p}: sha256 is {digest}, the published file has {spec.sha256}; "
+                        "it is corrupt or a different version: download it again"
+                    )
+                out.checksums[p.name] = {
+                    "sha256": digest,
+                    "verified_against_published": bool(spec is not None and spec.sha256),
+                }
                 try:  # next to the archive (same disk as the downloads); else the system temp folder
                     tmp = Path(tempfile.mkdtemp(prefix=f".extract-{info.name}-", dir=p.parent))
                 except OSError:
@@ -133,8 +157,10 @@ def open_raw(info: DatasetInfo, raw: str | Path | Sequence[str | Path]) -> Itera
                 tmpdirs.append(tmp)
                 out.paths.append(safe_extract(p, tmp / "x"))
             elif p.is_file() and p.name.lower().endswith(".rar"):
-                raise CorruptArchiveError(f"{p} is a RAR archive, which Python cannot unpack: extract it with "
-                                          "`unrar x` or 7-Zip and pass the extracted folder with --raw")
+                raise CorruptArchiveError(
+                    f"{p} is a RAR archive, which Python cannot unpack: extract it with "
+                    "`unrar x` or 7-Zip and pass the extracted folder with --raw"
+                )
             else:
                 if p.is_file():
                     out.checksums[p.name] = {"sha256": sha256_file(p), "verified_against_published": False}
@@ -157,14 +183,20 @@ def check_root_and_raw(root: str | Path, raws: Sequence[str | Path]) -> None:
     for raw in raws:
         s = Path(raw).expanduser().resolve()
         if r == s:
-            raise UnsafeRootError(f"--root {root} is the --raw input itself; preparing would replace the raw "
-                                  f"download. Choose another --root (e.g. {r.with_name(r.name + '-prepared')})")
+            raise UnsafeRootError(
+                f"--root {root} is the --raw input itself; preparing would replace the raw "
+                f"download. Choose another --root (e.g. {r.with_name(r.name + '-prepared')})"
+            )
         if s.is_dir() and _inside(r, s):
-            raise UnsafeRootError(f"--root {root} lies inside the --raw folder {raw}; choose a --root outside it "
-                                  f"(e.g. {s.with_name(s.name + '-prepared')}) so the raw files stay untouched")
+            raise UnsafeRootError(
+                f"--root {root} lies inside the --raw folder {raw}; choose a --root outside it "
+                f"(e.g. {s.with_name(s.name + '-prepared')}) so the raw files stay untouched"
+            )
         if _inside(s, r):
-            raise UnsafeRootError(f"--raw {raw} lies inside --root {root}, which preparing replaces; move the raw "
-                                  "files out of it, or choose another --root")
+            raise UnsafeRootError(
+                f"--raw {raw} lies inside --root {root}, which preparing replaces; move the raw "
+                "files out of it, or choose another --root"
+            )
     check_replaceable(Path(root).expanduser())
 
 
@@ -175,7 +207,7 @@ _OS_FIX = {
     errno.ENOSPC: "the disk is full: free space, or choose a --root/--cache on another disk",
     errno.EDQUOT: "your disk quota is used up: free space, or choose a --root/--cache elsewhere",
     errno.ENAMETOOLONG: "a file name is longer than the file system allows: choose a shorter --root, or "
-                        "extract the archive yourself with shorter names and pass the folder with --raw",
+    "extract the archive yourself with shorter names and pass the folder with --raw",
     errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
     errno.EISDIR: "a folder stands where a file is expected: move it away or fix the path",
     errno.ELOOP: "too many symbolic links: fix the path",
@@ -190,8 +222,13 @@ def describe_os_error(exc: OSError) -> str:
     return f"{path}: {what}; {fix}" if path else f"{what}; {fix}"
 
 
-def fetch(info: DatasetInfo, cache: Path | None = None, timeout: float = 20.0, progress: bool = True,
-          names: Sequence[str] | None = None) -> list[Path]:
+def fetch(
+    info: DatasetInfo,
+    cache: Path | None = None,
+    timeout: float = 20.0,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
     """Download ``info.files`` (or those in ``names``) into ``cache``; return their paths."""
     cache = Path(cache) if cache is not None else default_cache()
     wanted = [f for f in info.files if names is None or f.filename in names]
@@ -214,9 +251,16 @@ def cached_files(info: DatasetInfo, cache: Path) -> list[Path]:
 
 
 @contextmanager
-def prepared_writer(info: DatasetInfo, root: str | Path | None, classes: list[str], channels: int,
-                    raw: RawInputs, expected: Mapping[str, int] | None = None,
-                    allow_partial: bool = False, **meta) -> Iterator[PreparedWriter]:
+def prepared_writer(
+    info: DatasetInfo,
+    root: str | Path | None,
+    classes: list[str],
+    channels: int,
+    raw: RawInputs,
+    expected: Mapping[str, int] | None = None,
+    allow_partial: bool = False,
+    **meta,
+) -> Iterator[PreparedWriter]:
     """A :class:`~mslib.data.layout.PreparedWriter` whose metadata record the source, terms, citation
     and raw checksums. After the body: counts are checked against ``expected`` (``"total"`` and split
     names), the written files are re-verified, and only then is the folder committed; the repair
@@ -225,10 +269,17 @@ def prepared_writer(info: DatasetInfo, root: str | Path | None, classes: list[st
     check_root_and_raw(root, raw.sources)
     w = PreparedWriter(root, name=info.name, classes=classes, channels=channels)
     with w:
-        w.meta.update(title=info.title, source=info.homepage, licence=info.licence, citation=info.citation,
-                      used_by=info.used_by, checksum=raw.checksums,
-                      raw_files=[{"filename": f.filename, "urls": list(f.urls), "published_sha256": f.sha256}
-                                 for f in info.files])
+        w.meta.update(
+            title=info.title,
+            source=info.homepage,
+            licence=info.licence,
+            citation=info.citation,
+            used_by=info.used_by,
+            checksum=raw.checksums,
+            raw_files=[
+                {"filename": f.filename, "urls": list(f.urls), "published_sha256": f.sha256} for f in info.files
+            ],
+        )
         w.meta.update(meta)
         yield w
         splits = w.splits
@@ -239,12 +290,18 @@ def prepared_writer(info: DatasetInfo, root: str | Path | None, classes: list[st
         w.meta["partial"] = bool(w.meta.get("warnings"))
         verify_files(w)
     print(summarize_repairs(info.name, w.repairs))
-    print(f"{info.name}: {len(w.names)} samples, splits "
-          + ", ".join(f"{k}={len(v)}" for k, v in getattr(w, "_splits", {}).items()) + f" -> {root}")
+    print(
+        f"{info.name}: {len(w.names)} samples, splits "
+        + ", ".join(f"{k}={len(v)}" for k, v in getattr(w, "_splits", {}).items())
+        + f" -> {root}"
+    )
 
 
-def make_main(info: DatasetInfo, prepare: Callable[..., Path],
-              add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> Callable[..., int]:
+def make_main(
+    info: DatasetInfo,
+    prepare: Callable[..., Path],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[..., int]:
     """Build the module's ``main(argv=None) -> exit code``; extra options go to ``prepare`` as keywords."""
 
     def main(argv: Sequence[str] | None = None) -> int:
@@ -252,28 +309,46 @@ def make_main(info: DatasetInfo, prepare: Callable[..., Path],
         spec = getattr(sys.modules.get(mod), "__spec__", None)  # run with -m, the module is "__main__"
         mod = spec.name if spec is not None and spec.name else mod
         parser = argparse.ArgumentParser(prog=f"python -m {mod}", description=f"Prepare {info.title} ({info.used_by}).")
-        parser.add_argument("--root", type=Path, default=None,
-                            help=f"where to write the prepared dataset (default: $MSLIB_DATA_DIR/{info.name})")
-        parser.add_argument("--raw", type=Path, nargs="+", default=None,
-                            help="the downloaded archive(s) or extracted folder(s)")
+        parser.add_argument(
+            "--root",
+            type=Path,
+            default=None,
+            help=f"where to write the prepared dataset (default: $MSLIB_DATA_DIR/{info.name})",
+        )
+        parser.add_argument(
+            "--raw", type=Path, nargs="+", default=None, help="the downloaded archive(s) or extracted folder(s)"
+        )
         parser.add_argument("--download", action="store_true", help="download the raw files from the official URL(s)")
-        parser.add_argument("--cache", type=Path, default=None,
-                            help="where downloads are kept (default: $MSLIB_DATA_DIR/downloads)")
-        parser.add_argument("--allow-partial", action="store_true",
-                            help="prepare even when counts differ from the published dataset (prints a warning)")
+        parser.add_argument(
+            "--cache", type=Path, default=None, help="where downloads are kept (default: $MSLIB_DATA_DIR/downloads)"
+        )
+        parser.add_argument(
+            "--allow-partial",
+            action="store_true",
+            help="prepare even when counts differ from the published dataset (prints a warning)",
+        )
         parser.add_argument("--timeout", type=float, default=20.0, help="network timeout in seconds")
-        parser.add_argument("--max-extract-gb", type=float, default=None,
-                            help="refuse archives that unpack to more than this many GB (default: "
-                                 "$MSLIB_EXTRACT_MAX_GB or 200)")
-        parser.add_argument("--max-ratio", type=float, default=None,
-                            help="refuse archives whose unpacked size exceeds this multiple of the archive's size "
-                                 "(default: $MSLIB_EXTRACT_MAX_RATIO or 200)")
+        parser.add_argument(
+            "--max-extract-gb",
+            type=float,
+            default=None,
+            help="refuse archives that unpack to more than this many GB (default: $MSLIB_EXTRACT_MAX_GB or 200)",
+        )
+        parser.add_argument(
+            "--max-ratio",
+            type=float,
+            default=None,
+            help="refuse archives whose unpacked size exceeds this multiple of the archive's size "
+            "(default: $MSLIB_EXTRACT_MAX_RATIO or 200)",
+        )
         if add_arguments is not None:
             add_arguments(parser)
         args = parser.parse_args(argv)
-        extra = {k: v for k, v in vars(args).items()
-                 if k not in ("root", "raw", "download", "cache", "allow_partial", "timeout", "max_extract_gb",
-                              "max_ratio")}
+        extra = {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("root", "raw", "download", "cache", "allow_partial", "timeout", "max_extract_gb", "max_ratio")
+        }
         root = None
         try:
             for name in ("max_extract_gb", "max_ratio"):
@@ -291,16 +366,27 @@ def make_main(info: DatasetInfo, prepare: Callable[..., Path],
             max_bytes = None if args.max_extract_gb is None else int(args.max_extract_gb * 1e9)
             with extraction_limits(max_bytes=max_bytes, max_ratio=args.max_ratio):
                 root = prepare(raw, args.root, allow_partial=args.allow_partial, **extra)
-        except (ManualDownloadRequired, DownloadError, VerificationError, UnsafeArchiveError,
-                CorruptArchiveError, FileNotFoundError, UnsafeRootError, ValueError) as exc:
+        except (
+            ManualDownloadRequired,
+            DownloadError,
+            VerificationError,
+            UnsafeArchiveError,
+            CorruptArchiveError,
+            FileNotFoundError,
+            UnsafeRootError,
+            ValueError,
+        ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
             print(f"error: {describe_os_error(exc)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"interrupted: nothing was committed; {root or 'the output folder'} is as it was before "
-                  "(partial files were removed). Run the same command again to start over.", file=sys.stderr)
+            print(
+                f"interrupted: nothing was committed; {root or 'the output folder'} is as it was before "
+                "(partial files were removed). Run the same command again to start over.",
+                file=sys.stderr,
+            )
             return 130
         print(f"done: {root}")
         return 0

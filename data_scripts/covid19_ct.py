@@ -18,8 +18,10 @@ lung window (level -600, width 1500 HU); Radiopaedia volumes are already 8-bit (
 Splits: by case (no patient in both), ``random.Random(0)`` over the sorted cases, 70% of the
 cases for ``train`` and 30% for ``test`` (the paper's 894/383 is 70/30 of the images; its list
 is not published); ``val`` = 10% of the training cases (at least one) held out, ``train``
-the other training cases, ``train_full`` all of them; ``all``. ``dataset.json`` lists the ``volumes`` and their ``spacing``.
+the other training cases, ``train_full`` all of them; ``all``. ``dataset.json`` lists the ``volumes`` and
+their ``spacing``.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,11 +43,13 @@ INFO = DatasetInfo(
     homepage="https://zenodo.org/records/3757476",
     licence="Zenodo 3757476: CC BY-NC-SA 4.0 (cite Ma et al. 2021); MedSeg: see medicalsegmentation.com/covid19.",
     citation="J. Ma et al., Toward data-efficient learning: a benchmark for COVID-19 CT lung and infection "
-             "segmentation, Medical Physics 48(3), 2021; MedSeg COVID-19 CT segmentation dataset, 2020.",
+    "segmentation, Medical Physics 48(3), 2021; MedSeg COVID-19 CT segmentation dataset, 2020.",
     used_by="M2SNet Table III",
     size="20 CT volumes (about 1.1 GB) + optional MedSeg (100 slices)",
-    files=(RawFile("COVID-19-CT-Seg_20cases.zip", (ZENODO + "COVID-19-CT-Seg_20cases.zip?download=1",)),
-           RawFile("Infection_Mask.zip", (ZENODO + "Infection_Mask.zip?download=1",))),
+    files=(
+        RawFile("COVID-19-CT-Seg_20cases.zip", (ZENODO + "COVID-19-CT-Seg_20cases.zip?download=1",)),
+        RawFile("Infection_Mask.zip", (ZENODO + "Infection_Mask.zip?download=1",)),
+    ),
 )
 
 
@@ -77,24 +81,38 @@ def prepare(raw, root=None, *, allow_partial: bool = False, step: int = 3, seed:
                 raise VerificationError(f"two infection masks for case {key}: {masks[key]} and {f}")
             masks[key] = f
         if not cts:
-            raise VerificationError("no Zenodo CT volumes (*_org_*.nii.gz) found in --raw; pass "
-                                    "COVID-19-CT-Seg_20cases.zip and Infection_Mask.zip")
+            raise VerificationError(
+                "no Zenodo CT volumes (*_org_*.nii.gz) found in --raw; pass "
+                "COVID-19-CT-Seg_20cases.zip and Infection_Mask.zip"
+            )
         missing = sorted(set(cts) - set(masks))
         if missing:
             raise VerificationError(f"CT volumes without an infection mask: {missing[:5]} (pass Infection_Mask.zip)")
         volumes: dict[str, list[str]] = {}
         spacing: dict[str, list[float]] = {}
-        with prepared_writer(INFO, root, ["background", "infection"], 1, inputs, {}, allow_partial,
-                             window={"level": LUNG_WINDOW[0], "width": LUNG_WINDOW[1], "units": "HU"},
-                             sampling_step=step, volumes=volumes, spacing=spacing,
-                             split_note=f"70/30 of the cases, random.Random({seed})") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "infection"],
+            1,
+            inputs,
+            {},
+            allow_partial,
+            window={"level": LUNG_WINDOW[0], "width": LUNG_WINDOW[1], "units": "HU"},
+            sampling_step=step,
+            volumes=volumes,
+            spacing=spacing,
+            split_note=f"70/30 of the cases, random.Random({seed})",
+        ) as w:
             warns = check_counts(INFO.name, {"cases": len(cts)}, {"cases": N_CASES}, allow_partial)
             cases = {}
             for key in sorted(cts):
                 ct, zooms = load_nifti(cts[key])
                 lab, _ = load_nifti(masks[key])
                 if ct.shape != lab.shape:
-                    raise VerificationError(f"{cts[key].name} {ct.shape} and {masks[key].name} {lab.shape} differ in shape")
+                    raise VerificationError(
+                        f"{cts[key].name} {ct.shape} and {masks[key].name} {lab.shape} differ in shape"
+                    )
                 img8 = ct_to_uint8(ct, lambda what, k=key: w.report_repair(k, what))
                 if not set(np.unique(lab).tolist()) <= {0.0, 1.0}:
                     w.report_repair(key, "infection mask values other than 0/1: > 0.5 taken as infection")
@@ -115,8 +133,11 @@ def prepare(raw, root=None, *, allow_partial: bool = False, step: int = 3, seed:
                 img8 = ct_to_uint8(ct, lambda what: w.report_repair("medseg", what))
                 lab = np.rint(lab).astype(np.int64)
                 if (lab == 3).any():
-                    w.report_repair("medseg", "MedSeg label 3 (pleural effusion) mapped to background; 1 and 2 "
-                                              "(ground glass, consolidation) merged into infection")
+                    w.report_repair(
+                        "medseg",
+                        "MedSeg label 3 (pleural effusion) mapped to background; 1 and 2 "
+                        "(ground glass, consolidation) merged into infection",
+                    )
                 lab8 = np.isin(lab, (1, 2)).astype(np.uint8)
                 names = []
                 for z, (im, lb) in enumerate(zip(axial_slices(img8), axial_slices(lab8))):

@@ -9,6 +9,7 @@ Splits: ``all`` (612) and ``train_full``/``test`` = 550/62 drawn with ``random.R
 sizes of the PraNet split (the benchmark's own list is in :mod:`data_scripts.polyp_benchmark`);
 ``val`` = 55 of ``train_full`` held out, ``train`` = the other 495.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,12 +24,12 @@ INFO = DatasetInfo(
     homepage="https://polyp.grand-challenge.org/CVCClinicDB/",
     licence="Research use; cite Bernal et al. (CMIG 2015).",
     citation="J. Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy: validation vs. "
-             "saliency maps from physicians, Comput. Med. Imaging Graph. 43, 2015.",
+    "saliency maps from physicians, Comput. Med. Imaging Graph. 43, 2015.",
     used_by="M2SNet Table I (via the polyp benchmark)",
     size="612 images (about 170 MB)",
     files=(RawFile("CVC-ClinicDB.zip"),),
     manual="Download CVC-ClinicDB from the homepage (request link) and pass the archive or the folder with "
-           "'Original/' and 'Ground Truth/'. A .rar must be extracted first (unrar x / 7-Zip).",
+    "'Original/' and 'Ground Truth/'. A .rar must be extracted first (unrar x / 7-Zip).",
 )
 EXPECTED = {"total": 612, "train_full": 550, "test": 62, "train": 495, "val": 55}
 
@@ -42,13 +43,22 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     with open_raw(INFO, raw) as inputs:
         base = find_dir(inputs.dirs, _is_layout, "CVC-ClinicDB 'Original/' and 'Ground Truth/'")
         pairs = pair_files(base / "Original", base / "Ground Truth")
-        with prepared_writer(INFO, root, ["background", "polyp"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="train_full/test 550/62 drawn with random.Random(0) over sorted names; val = 10% of train_full") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "polyp"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="train_full/test 550/62 drawn with random.Random(0) over sorted names; val = 10% of train_full",
+        ) as w:
             for stem, (img, msk) in sorted(pairs.items()):
                 w.add(stem, load_image(img, report=reporter(w, stem)), load_binary_mask(msk, reporter(w, stem)))
             n_test = max(1, round(len(w.names) * 62 / 612))
-            w.set_splits({"all": sorted(w.names),
-                          **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))})
+            w.set_splits(
+                {"all": sorted(w.names), **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))}
+            )
     return w.root
 
 

@@ -15,6 +15,7 @@ authors' tiling is not published, so we keep whole images): ``fold0``..``fold4``
 ``fold{k}_train``, stratified by positive/negative with seed 0; ``pos``, ``neg``, ``all``;
 ``train``/``val``/``test`` are fold 0 (``val`` = 10% of ``fold0_train`` held out) for a single run.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,12 +35,12 @@ INFO = DatasetInfo(
     homepage="https://digestpath2019.grand-challenge.org/",
     licence="Challenge data: non-commercial research use after registration; cite Da et al. 2022.",
     citation="Q. Da et al., DigestPath: a benchmark dataset with challenge review for the pathological detection "
-             "and segmentation of digestive-system, Medical Image Analysis 80, 102485, 2022.",
+    "and segmentation of digestive-system, Medical Image Analysis 80, 102485, 2022.",
     used_by="PDCR Table I",
     size="660 images (about 8 GB)",
     files=(RawFile("tissue-train-pos-v1.zip"), RawFile("tissue-train-neg.zip")),
     manual="Register on the DigestPath 2019 site, download the task 2 training data (tissue-train-pos-v1 and "
-           "tissue-train-neg) and pass both archives or folders with --raw.",
+    "tissue-train-neg) and pass both archives or folders with --raw.",
 )
 
 
@@ -53,8 +54,17 @@ def prepare(raw, root=None, *, allow_partial: bool = False, folds: int = 5, seed
         pos = find_dir(inputs.dirs, lambda d: d.name.startswith("tissue-train-pos"), "tissue-train-pos-v1/")
         neg = find_dir(inputs.dirs, lambda d: d.name.startswith("tissue-train-neg"), "tissue-train-neg/")
         strata: dict[str, str] = {}
-        with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
-                             original_names={}, split_note=f"{folds}-fold CV stratified pos/neg, seed {seed}") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lesion"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            original_names={},
+            split_note=f"{folds}-fold CV stratified pos/neg, seed {seed}",
+        ) as w:
             for kind, folder in (("pos", pos), ("neg", neg)):
                 files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
                 masks = {p.stem[:-5]: p for p in files if p.stem.endswith("_mask")}

@@ -17,6 +17,7 @@ Without a network the first connection fails within ``timeout`` seconds with an
 Where no checksum is published we store ``None`` and *record* the sha256 of what the
 user received (never an invented value): :func:`sha256_file` computes it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -26,13 +27,21 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
-__all__ = ["download", "sha256_file", "file_digest", "verify_checksum", "DownloadError",
-           "OfflineError", "ChecksumError", "IncompleteDownloadError"]
+__all__ = [
+    "download",
+    "sha256_file",
+    "file_digest",
+    "verify_checksum",
+    "DownloadError",
+    "OfflineError",
+    "ChecksumError",
+    "IncompleteDownloadError",
+]
 
 CHUNK = 1 << 20
 USER_AGENT = "mslib-data-scripts/0.1 (+https://github.com/)"
@@ -80,13 +89,17 @@ def verify_checksum(path: str | os.PathLike, sha256: str | None = None, md5: str
     """Check ``path`` against the given digests; return its sha256. Raises :class:`ChecksumError`."""
     got = sha256_file(path)
     if sha256 is not None and got.lower() != sha256.lower():
-        raise ChecksumError(f"{path}: sha256 is {got}, expected {sha256}. The file is corrupt or a "
-                            "different version: delete it and download it again.")
+        raise ChecksumError(
+            f"{path}: sha256 is {got}, expected {sha256}. The file is corrupt or a "
+            "different version: delete it and download it again."
+        )
     if md5 is not None:
         got_md5 = file_digest(path, "md5")
         if got_md5.lower() != md5.lower():
-            raise ChecksumError(f"{path}: md5 is {got_md5}, expected {md5}. The file is corrupt or a "
-                                "different version: delete it and download it again.")
+            raise ChecksumError(
+                f"{path}: md5 is {got_md5}, expected {md5}. The file is corrupt or a "
+                "different version: delete it and download it again."
+            )
     return got
 
 
@@ -97,8 +110,12 @@ def _is_offline(exc: BaseException) -> bool:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, (socket.gaierror, socket.timeout, TimeoutError, ConnectionError)):
         return True
-    return isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
-                                                            errno.EADDRNOTAVAIL, errno.ENETDOWN)
+    return isinstance(reason, OSError) and reason.errno in (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.EADDRNOTAVAIL,
+        errno.ENETDOWN,
+    )
 
 
 def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -128,8 +145,16 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             mode, start, total = "wb", 0, length
         got = 0
         opts = {} if progress else {"disable": True}  # else tqdm's own TQDM_DISABLE etc. decide
-        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=Path(part.name[:-5]).name, leave=False, **opts)
+        bar = tqdm(
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=Path(part.name[:-5]).name,
+            leave=False,
+            **opts,
+        )
         # read1 returns what has arrived (up to CHUNK): bytes received before a stall are written to
         # the .part file, where read(CHUNK) would lose them when the timeout strikes mid-chunk
         read = getattr(resp, "read1", resp.read)
@@ -147,21 +172,29 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
                     fh.write(block)
                     got += len(block)
                     bar.update(len(block))
-        except (socket.timeout, TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             raise IncompleteDownloadError(
                 f"{url}: connection lost after {start + got} bytes ({exc}); run the same command again "
-                f"to resume from {part}") from exc
+                f"to resume from {part}"
+            ) from exc
         finally:
             bar.close()
         if length is not None and got < length:
             raise IncompleteDownloadError(
                 f"{url}: transfer cut off after {start + got} of {start + length} bytes; run the same "
-                f"command again to resume from {part}")
+                f"command again to resume from {part}"
+            )
 
 
-def download(urls: str | Sequence[str], dest: str | os.PathLike, sha256: str | None = None,
-             md5: str | None = None, timeout: float = 20.0, progress: bool = True,
-             manual_hint: str = "") -> Path:
+def download(
+    urls: str | Sequence[str],
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    md5: str | None = None,
+    timeout: float = 20.0,
+    progress: bool = True,
+    manual_hint: str = "",
+) -> Path:
     """Download ``urls`` (tried in order, mirrors after the official URL) to ``dest``.
 
     Returns ``dest``. An existing ``dest`` is verified (when a checksum is known) and reused.
@@ -178,15 +211,17 @@ def download(urls: str | Sequence[str], dest: str | os.PathLike, sha256: str | N
     for parent in dest.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise DownloadError(f"cannot download into {dest.parent}: {parent} is a file, not a folder; pass "
-                                    "--cache FOLDER (or move the file away)")
+                raise DownloadError(
+                    f"cannot download into {dest.parent}: {parent} is a file, not a folder; pass "
+                    "--cache FOLDER (or move the file away)"
+                )
             break
     if dest.is_dir():
-        raise DownloadError(f"{dest} is a folder, but the download {dest.name} goes there; move the folder away "
-                            "or pass another --cache")
+        raise DownloadError(
+            f"{dest} is a folder, but the download {dest.name} goes there; move the folder away or pass another --cache"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    hint = manual_hint or (f"download it with a browser from {urls[0]} and put it at {dest} "
-                           "(or pass it with --raw)")
+    hint = manual_hint or (f"download it with a browser from {urls[0]} and put it at {dest} (or pass it with --raw)")
     if dest.exists():
         verify_checksum(dest, sha256, md5)
         return dest
@@ -218,8 +253,10 @@ def download(urls: str | Sequence[str], dest: str | os.PathLike, sha256: str | N
     if offline and not errors:
         raise OfflineError(
             f"cannot reach {', '.join(offline)}: there is no internet connection here (or the host is "
-            f"down). To continue offline, {hint}.")
+            f"down). To continue offline, {hint}."
+        )
     if errors and all("sha256 is" in e or "md5 is" in e for e in errors):
         raise ChecksumError("every mirror served a file with the wrong checksum:\n  " + "\n  ".join(errors))
-    raise DownloadError(f"could not download {dest.name}:\n  " + "\n  ".join(errors + offline) + f"\nTo continue, {hint}.")
-
+    raise DownloadError(
+        f"could not download {dest.name}:\n  " + "\n  ".join(errors + offline) + f"\nTo continue, {hint}."
+    )

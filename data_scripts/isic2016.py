@@ -13,18 +13,21 @@ Splits: ``train_full`` (900) and ``test`` (379) are the official ones; ``val`` =
 
 Images keep their original size (up to about 4000 px wide). Masks are 0/255.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
 from .prepare import add_validation, find_dir, load_binary_mask, load_image, pair_files, reporter
 
 BUCKET = "https://isic-challenge-data.s3.amazonaws.com/2016/"
-PARTS = {"train": ("ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth"),
-         "test": ("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth")}
+PARTS = {
+    "train": ("ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth"),
+    "test": ("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth"),
+}
 EXPECTED = {"total": 1279, "train_full": 900, "test": 379, "train": 810, "val": 90}
 
 INFO = DatasetInfo(
@@ -33,7 +36,7 @@ INFO = DatasetInfo(
     homepage="https://challenge.isic-archive.com/data/#2016",
     licence="CC BY-NC 4.0 (ISIC archive); cite Gutman et al. 2016.",
     citation="D. Gutman et al., Skin lesion analysis toward melanoma detection: a challenge at ISBI 2016, "
-             "arXiv:1605.01397.",
+    "arXiv:1605.01397.",
     used_by="PDCR Table I",
     size="1279 images (about 1.3 GB)",
     files=tuple(RawFile(f"{d}.zip", (BUCKET + f"{d}.zip",)) for pair in PARTS.values() for d in pair),
@@ -60,8 +63,16 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     """Prepare ISIC 2016 Part 1 (official train/test) into ``root``."""
     with open_raw(INFO, raw) as inputs:
         pairs = {split: isic_pairs(inputs.dirs, *folders) for split, folders in PARTS.items()}
-        with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="official ISBI 2016 Part 1 training/test") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lesion"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="official ISBI 2016 Part 1 training/test",
+        ) as w:
             w.set_splits(add_validation({split: add_part(w, p) for split, p in pairs.items()}))
     return w.root
 

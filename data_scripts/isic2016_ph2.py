@@ -5,6 +5,7 @@ folder (manual, see :mod:`data_scripts.ph2`), all passed with ``--raw``.
 Splits: ``train_full`` (900 ISIC), ``test`` (200 PH2), ``val`` = 90 of ``train_full`` held out with a
 fixed seed, ``train`` = the other 810.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,8 +27,8 @@ INFO = DatasetInfo(
     size="900 + 200 images",
     files=isic2016.INFO.files[:2] + ph2.INFO.files,
     manual="Pass the two ISIC 2016 training zips (python -m data_scripts.isic2016 --download fetches them into "
-           "the cache) and the extracted PH2Dataset folder: --raw ISBI2016_ISIC_Part1_Training_Data.zip "
-           "ISBI2016_ISIC_Part1_Training_GroundTruth.zip PH2Dataset/",
+    "the cache) and the extracted PH2Dataset folder: --raw ISBI2016_ISIC_Part1_Training_Data.zip "
+    "ISBI2016_ISIC_Part1_Training_GroundTruth.zip PH2Dataset/",
 )
 
 
@@ -36,8 +37,16 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     with open_raw(INFO, raw) as inputs:
         train = isic2016.isic_pairs(inputs.dirs, *isic2016.PARTS["train"])
         test = list(ph2.iter_pairs(inputs.dirs))
-        with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="PDCR Table I: ISIC 2016 official training set / PH2 all 200") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lesion"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="PDCR Table I: ISIC 2016 official training set / PH2 all 200",
+        ) as w:
             train_names = isic2016.add_part(w, train)
             for name, img, msk in test:
                 w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))

@@ -6,6 +6,7 @@ record the sha256 of what the user got). The training folder also holds
 ``ISIC_xxxxxxx_superpixels.png`` files and a metadata CSV: both ignored. Masks are
 ``ISIC_xxxxxxx_segmentation.png`` (0/255).
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,9 +16,11 @@ from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
 from .isic2016 import add_part, isic_pairs
 
 BUCKET = "https://isic-challenge-data.s3.amazonaws.com/2017/"
-PARTS = {"train": ("ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth"),
-         "val": ("ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth"),
-         "test": ("ISIC-2017_Test_v2_Data", "ISIC-2017_Test_v2_Part1_GroundTruth")}
+PARTS = {
+    "train": ("ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth"),
+    "val": ("ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth"),
+    "test": ("ISIC-2017_Test_v2_Data", "ISIC-2017_Test_v2_Part1_GroundTruth"),
+}
 EXPECTED = {"total": 2750, "train": 2000, "val": 150, "test": 600}
 
 INFO = DatasetInfo(
@@ -25,8 +28,7 @@ INFO = DatasetInfo(
     title="ISIC 2017 Part 1 lesion segmentation",
     homepage="https://challenge.isic-archive.com/data/#2017",
     licence="CC BY-NC 4.0 (ISIC archive); cite Codella et al. 2018.",
-    citation="N. Codella et al., Skin lesion analysis toward melanoma detection: a challenge at ISBI 2017, "
-             "ISBI 2018.",
+    citation="N. Codella et al., Skin lesion analysis toward melanoma detection: a challenge at ISBI 2017, ISBI 2018.",
     used_by="PDCR Table I (MS-Former tunes its loss weights on 10 ISIC 2017 images)",
     size="2750 images (about 6 GB)",
     files=tuple(RawFile(f"{d}.zip", (BUCKET + f"{d}.zip",)) for pair in PARTS.values() for d in pair),
@@ -37,8 +39,16 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     """Prepare ISIC 2017 Part 1 (official train/val/test) into ``root``."""
     with open_raw(INFO, raw) as inputs:
         pairs = {split: isic_pairs(inputs.dirs, *folders) for split, folders in PARTS.items()}
-        with prepared_writer(INFO, root, ["background", "lesion"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="official ISIC 2017 Part 1 training/validation/test (v2)") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lesion"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="official ISIC 2017 Part 1 training/validation/test (v2)",
+        ) as w:
             w.set_splits({split: add_part(w, p) for split, p in pairs.items()})
     return w.root
 

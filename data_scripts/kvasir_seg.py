@@ -10,6 +10,7 @@ the sorted names, the proportions of Jha et al. (their list is not distributed);
 of ``train_full`` held out (:func:`~data_scripts.prepare.add_validation`), ``train`` = the other 792. M2SNet
 Table I uses the PraNet benchmark split instead: see :mod:`data_scripts.polyp_benchmark`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,13 +41,22 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     with open_raw(INFO, raw) as inputs:
         base = find_dir(inputs.dirs, _is_layout, "Kvasir-SEG/images and Kvasir-SEG/masks")
         pairs = pair_files(base / "images", base / "masks")
-        with prepared_writer(INFO, root, ["background", "polyp"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="train_full/test 880/120 drawn with random.Random(0) over sorted names; val = 10% of train_full") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "polyp"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="train_full/test 880/120 drawn with random.Random(0) over sorted names; val = 10% of train_full",
+        ) as w:
             for name, (img, msk) in sorted(pairs.items()):
                 w.add(name, load_image(img, report=reporter(w, name)), load_binary_mask(msk, reporter(w, name)))
             n_test = max(1, round(len(w.names) * 0.12))
-            w.set_splits({"all": sorted(w.names),
-                          **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))})
+            w.set_splits(
+                {"all": sorted(w.names), **add_validation(seeded_split(w.names, {"test": n_test, "train": 0}, seed=0))}
+            )
     return w.root
 
 

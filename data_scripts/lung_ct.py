@@ -10,6 +10,7 @@ their axial slices in order (canonical orientation, radiological display, lung w
 Splits: ``test`` = ``all`` = the first ``first`` slices (700): MS-Former is self-supervised
 and evaluates on them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,12 +28,12 @@ INFO = DatasetInfo(
     homepage="https://www.kaggle.com/datasets/kmader/finding-lungs-in-ct-data",
     licence="Kaggle dataset terms (see the dataset page); cite Azad et al. 2019 for the preparation.",
     citation="R. Azad, M. Asadi-Aghbolaghi, M. Fathy, S. Escalera, Bi-directional ConvLSTM U-Net with densley "
-             "connected convolutions, ICCV Workshops 2019.",
+    "connected convolutions, ICCV Workshops 2019.",
     used_by="MS-Former (lung segmentation), MMCFormer",
     size="4 CT volumes (about 1 GB); 700 slices kept",
     files=(RawFile("finding-lungs-in-ct-data.zip"),),
     manual="Log in to Kaggle, download the dataset 'kmader/finding-lungs-in-ct-data' (archive.zip) and pass it "
-           "(or its extracted 3d_images/ folder) with --raw.",
+    "(or its extracted 3d_images/ folder) with --raw.",
 )
 
 
@@ -47,9 +48,18 @@ def prepare(raw, root=None, *, allow_partial: bool = False, first: int = 700) ->
         if set(imgs) != set(masks):
             raise VerificationError(f"volumes without masks: {sorted(set(imgs) ^ set(masks))}")
         volumes: dict[str, list[str]] = {}
-        with prepared_writer(INFO, root, ["background", "lung"], 1, inputs, {"total": first}, allow_partial,
-                             window={"level": LUNG_WINDOW[0], "width": LUNG_WINDOW[1], "units": "HU"},
-                             volumes=volumes, split_note=f"the first {first} slices, volumes in sorted order") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "lung"],
+            1,
+            inputs,
+            {"total": first},
+            allow_partial,
+            window={"level": LUNG_WINDOW[0], "width": LUNG_WINDOW[1], "units": "HU"},
+            volumes=volumes,
+            split_note=f"the first {first} slices, volumes in sorted order",
+        ) as w:
             for key in sorted(imgs):
                 if len(w.names) >= first:
                     break

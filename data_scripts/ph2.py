@@ -12,11 +12,12 @@ Quirks: masks are 1-bit BMPs, but at least one is a 24-bit RGB image with values
 Splits: ``all`` = ``test`` = the 200 images (MS-Former evaluates on all 200; PDCR Table I
 uses PH2 as the test set of ISIC 2016 + PH2, see :mod:`data_scripts.isic2016_ph2`).
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
 from .prepare import VerificationError, find_dir, load_binary_mask, load_image, reporter
@@ -29,19 +30,22 @@ INFO = DatasetInfo(
     homepage="https://www.fc.up.pt/addi/ph2%20database.html",
     licence="Free for research and education after accepting the terms on the homepage; cite Mendonça et al. 2013.",
     citation="T. Mendonça et al., PH2 - A dermoscopic image database for research and benchmarking, EMBC 2013, "
-             "pp. 5437-5440.",
+    "pp. 5437-5440.",
     used_by="MS-Former (all 200), PDCR Table I (ISIC 2016 + PH2 test), MMCFormer",
     size="200 images (about 150 MB RAR)",
     files=(RawFile("PH2Dataset.rar"),),
     manual="Fill in the form on the homepage and download PH2Dataset.rar. Extract it (unrar x PH2Dataset.rar, "
-           "or 7-Zip) and pass the folder 'PH2Dataset' with --raw.",
+    "or 7-Zip) and pass the folder 'PH2Dataset' with --raw.",
 )
 
 
 def find_cases(dirs: Sequence[Path]) -> Path:
     """The folder holding the ``IMDxxx`` case folders (``PH2 Dataset images``)."""
-    return find_dir(dirs, lambda d: any(p.name.startswith("IMD") and p.is_dir() for p in d.iterdir()),
-                    "'PH2 Dataset images/IMDxxx/' case folders")
+    return find_dir(
+        dirs,
+        lambda d: any(p.name.startswith("IMD") and p.is_dir() for p in d.iterdir()),
+        "'PH2 Dataset images/IMDxxx/' case folders",
+    )
 
 
 def iter_pairs(dirs: Sequence[Path]) -> Iterator[tuple[str, Path, Path]]:

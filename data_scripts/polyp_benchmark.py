@@ -17,6 +17,7 @@ stems. Splits: ``train_full`` (the 1450), ``test`` (all five), and ``test_<set>`
 ``train`` = the other 1305. Masks
 resized by the PraNet authors carry intermediate values: thresholded at 128, reported.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,20 +27,27 @@ from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
 from .prepare import VerificationError, add_validation, find_dir, load_binary_mask, load_image, pair_files, reporter
 
 TEST_SETS = {"CVC-300": 60, "CVC-ClinicDB": 62, "CVC-ColonDB": 380, "ETIS-LaribPolypDB": 196, "Kvasir": 100}
-EXPECTED = {"total": 1450 + 798, "train_full": 1450, "train": 1305, "val": 145, "test": 798, **{f"test_{k}": v for k, v in TEST_SETS.items()}}
+EXPECTED = {
+    "total": 1450 + 798,
+    "train_full": 1450,
+    "train": 1305,
+    "val": 145,
+    "test": 798,
+    **{f"test_{k}": v for k, v in TEST_SETS.items()},
+}
 
 INFO = DatasetInfo(
     name="polyp-benchmark",
     title="Polyp benchmark (PraNet split: Kvasir, CVC-ClinicDB, CVC-ColonDB, ETIS, CVC-300)",
     homepage="https://github.com/DengPingFan/PraNet",
     licence="Each source dataset's terms apply (research use; cite Kvasir-SEG, CVC-ClinicDB, CVC-ColonDB, "
-            "ETIS-LaribPolypDB, CVC-300 and PraNet).",
+    "ETIS-LaribPolypDB, CVC-300 and PraNet).",
     citation="D.-P. Fan et al., PraNet: Parallel reverse attention network for polyp segmentation, MICCAI 2020.",
     used_by="M2SNet Table I",
     size="1450 train + 798 test images (about 400 MB)",
     files=(RawFile("TrainDataset.zip"), RawFile("TestDataset.zip")),
     manual="Download TrainDataset.zip and TestDataset.zip from the links in the PraNet README "
-           "(Google Drive; section 'Training/Testing'), then pass both: --raw TrainDataset.zip TestDataset.zip.",
+    "(Google Drive; section 'Training/Testing'), then pass both: --raw TrainDataset.zip TestDataset.zip.",
 )
 
 
@@ -53,8 +61,11 @@ def _pair_dir(d: Path) -> tuple[Path, Path] | None:
 def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     """Prepare the PraNet train/test archives (or folders) into one dataset with per-set test splits."""
     with open_raw(INFO, raw) as inputs:
-        train = find_dir(inputs.dirs, lambda d: d.name == "TrainDataset" and _pair_dir(d) is not None,
-                         "TrainDataset/image and TrainDataset/mask")
+        train = find_dir(
+            inputs.dirs,
+            lambda d: d.name == "TrainDataset" and _pair_dir(d) is not None,
+            "TrainDataset/image and TrainDataset/mask",
+        )
         test = find_dir(inputs.dirs, lambda d: d.name == "TestDataset", "TestDataset/")
         subsets = {"train": _pair_dir(train)}
         for s in sorted(p.name for p in test.iterdir() if p.is_dir()):
@@ -65,8 +76,16 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                 raise VerificationError(f"{test / s}: no images/ and masks/ folders")
             subsets[s] = pd
         splits: dict[str, list[str]] = {}
-        with prepared_writer(INFO, root, ["background", "polyp"], 3, inputs, EXPECTED, allow_partial,
-                             split_note="PraNet TrainDataset/TestDataset lists") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            ["background", "polyp"],
+            3,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            split_note="PraNet TrainDataset/TestDataset lists",
+        ) as w:
             for subset, (idir, mdir) in subsets.items():
                 key = "train" if subset == "train" else f"test_{subset}"
                 for stem, (img, msk) in sorted(pair_files(idir, mdir).items()):

@@ -10,22 +10,44 @@ Repairs are never silent. Each helper that changes a mask's values calls
 
 The texts end up in ``dataset.json`` under ``repairs`` and in the printed summary.
 """
+
 from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from mslib.data.layout import IMAGES, MASKS, PreparedWriter, read_text_lines
 
-__all__ = ["load_image", "load_binary_mask", "binarize", "union_masks", "to_uint8_image", "seeded_split",
-           "kfold", "check_counts", "verify_files", "summarize_repairs", "VerificationError", "find_dir",
-           "window", "Reporter", "reporter", "load_array", "apply_exif_orientation", "read_lines",
-           "pair_files", "IMAGE_EXTS", "add_validation", "cv_splits", "VAL_FRACTION"]
+__all__ = [
+    "load_image",
+    "load_binary_mask",
+    "binarize",
+    "union_masks",
+    "to_uint8_image",
+    "seeded_split",
+    "kfold",
+    "check_counts",
+    "verify_files",
+    "summarize_repairs",
+    "VerificationError",
+    "find_dir",
+    "window",
+    "Reporter",
+    "reporter",
+    "load_array",
+    "apply_exif_orientation",
+    "read_lines",
+    "pair_files",
+    "IMAGE_EXTS",
+    "add_validation",
+    "cv_splits",
+    "VAL_FRACTION",
+]
 
 #: Share of the paper's training set held out as ``val`` where the paper defines no validation set.
 VAL_FRACTION = 0.1
@@ -56,8 +78,10 @@ def load_image(path: str | Path, channels: int = 3, report: Reporter = _noop) ->
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
-                raise VerificationError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
-                                        "but one picture is expected; save the frame you mean as its own file")
+                raise VerificationError(
+                    f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
+                    "but one picture is expected; save the frame you mean as its own file"
+                )
             im.load()
             im = apply_exif_orientation(im, report)
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -78,8 +102,9 @@ def load_image(path: str | Path, channels: int = 3, report: Reporter = _noop) ->
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, VerificationError):
             raise
-        raise VerificationError(f"cannot read image {path}: {exc}; the file is damaged, re-extract the "
-                                "archive") from exc
+        raise VerificationError(
+            f"cannot read image {path}: {exc}; the file is damaged, re-extract the archive"
+        ) from exc
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -129,7 +154,13 @@ def binarize(arr: np.ndarray, report: Reporter = _noop) -> np.ndarray:
         return a.astype(np.uint8)
     if set(values.tolist()) <= {0, 255}:
         return (a == 255).astype(np.uint8)
-    thr = 128 if a.dtype == np.uint8 or a.max() <= 255 else (np.iinfo(a.dtype).max + 1) // 2 if a.dtype.kind in "ui" else 0.5
+    thr = (
+        128
+        if a.dtype == np.uint8 or a.max() <= 255
+        else (np.iinfo(a.dtype).max + 1) // 2
+        if a.dtype.kind in "ui"
+        else 0.5
+    )
     report(f"JPEG mask thresholded at {thr}")
     return (a >= thr).astype(np.uint8)
 
@@ -145,15 +176,18 @@ def load_array(path: str | Path, report: Reporter = _noop, what: str = "mask") -
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
-                raise VerificationError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
-                                        f"but one {what} is expected; save the frame you mean as its own file")
+                raise VerificationError(
+                    f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF), "
+                    f"but one {what} is expected; save the frame you mean as its own file"
+                )
             im.load()
             return np.asarray(apply_exif_orientation(im, report))
     except VerificationError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise VerificationError(f"cannot read {what} {path}: {exc}; the file is damaged, re-extract the "
-                                "archive") from exc
+        raise VerificationError(
+            f"cannot read {what} {path}: {exc}; the file is damaged, re-extract the archive"
+        ) from exc
 
 
 def apply_exif_orientation(im: Image.Image, report: Reporter = _noop) -> Image.Image:
@@ -199,7 +233,7 @@ def seeded_split(names: Sequence[str], sizes: Mapping[str, int | float], seed: i
         n = sizes[k]
         count = len(pool) - start if i == len(keys) - 1 else (round(n * len(pool)) if isinstance(n, float) else int(n))
         count = max(0, min(count, len(pool) - start))
-        out[k] = pool[start:start + count]
+        out[k] = pool[start : start + count]
         start += count
     return out
 
@@ -226,8 +260,12 @@ def kfold(names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str]
     return [sorted(f) for f in folds]
 
 
-def add_validation(splits: Mapping[str, Sequence[str]], frac: float = VAL_FRACTION, seed: int = 0,
-                   group: Callable[[str], str] | None = None) -> dict[str, list[str]]:
+def add_validation(
+    splits: Mapping[str, Sequence[str]],
+    frac: float = VAL_FRACTION,
+    seed: int = 0,
+    group: Callable[[str], str] | None = None,
+) -> dict[str, list[str]]:
     """Hold out ``frac`` of ``splits["train"]`` as ``val`` where the paper defines no validation set.
 
     Every chapter and the command line train on ``train`` and validate on ``val``, so every prepared
@@ -251,8 +289,9 @@ def add_validation(splits: Mapping[str, Sequence[str]], frac: float = VAL_FRACTI
     return out
 
 
-def cv_splits(names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str] | None = None,
-              frac: float = VAL_FRACTION) -> dict[str, list[str]]:
+def cv_splits(
+    names: Sequence[str], k: int, seed: int = 0, strata: Mapping[str, str] | None = None, frac: float = VAL_FRACTION
+) -> dict[str, list[str]]:
     """``k``-fold cross-validation splits (see :func:`kfold`): ``fold{i}`` (held out) and ``fold{i}_train``
     (the other folds) for every ``i``, plus ``train``/``val``/``test`` for fold 0 (``test`` = ``fold0``,
     ``val`` = ``frac`` of ``fold0_train`` held out by :func:`add_validation`) so that a single run works."""
@@ -277,8 +316,10 @@ def check_counts(dataset: str, got: Mapping[str, int], expected: Mapping[str, in
         return []
     msg = f"{dataset}: counts differ from the published dataset: " + "; ".join(bad)
     if not allow_partial:
-        raise VerificationError(msg + ". The raw files are incomplete or a different version: re-download "
-                                "them, or pass --allow-partial to prepare what is there anyway.")
+        raise VerificationError(
+            msg + ". The raw files are incomplete or a different version: re-download "
+            "them, or pass --allow-partial to prepare what is there anyway."
+        )
     warn = f"WARNING (--allow-partial): {msg}. This is NOT the full dataset; do not compare with papers."
     print(warn)
     return [warn]
@@ -291,8 +332,10 @@ def verify_files(w: PreparedWriter) -> None:
     images = {p.stem for p in (root / IMAGES).glob("*.png")}
     masks = {p.stem for p in (root / MASKS).glob("*.png")}
     if images != masks:
-        raise VerificationError(f"{w.name}: images without masks {sorted(images - masks)[:5]}, "
-                                f"masks without images {sorted(masks - images)[:5]}")
+        raise VerificationError(
+            f"{w.name}: images without masks {sorted(images - masks)[:5]}, "
+            f"masks without images {sorted(masks - images)[:5]}"
+        )
     if images != set(w.names):
         raise VerificationError(f"{w.name}: written files differ from the added names")
     k = len(w.classes)
@@ -326,8 +369,10 @@ def find_dir(roots: Sequence[Path], predicate: Callable[[Path], bool], what: str
                     return d
                 nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")))
         frontier = nxt
-    raise VerificationError(f"could not find {what} under {', '.join(map(str, roots))}: check that --raw points "
-                            "at the dataset's archive or the folder you extracted it to")
+    raise VerificationError(
+        f"could not find {what} under {', '.join(map(str, roots))}: check that --raw points "
+        "at the dataset's archive or the folder you extracted it to"
+    )
 
 
 def reporter(w: PreparedWriter, name: str) -> Reporter:
@@ -335,12 +380,18 @@ def reporter(w: PreparedWriter, name: str) -> Reporter:
     return lambda what: w.report_repair(name, what)
 
 
-def pair_files(image_dir: Path, mask_dir: Path, mask_stem: Callable[[str], str] = lambda s: s,
-               exts: Sequence[str] = IMAGE_EXTS, mask_exts: Sequence[str] = IMAGE_EXTS) -> dict[str, tuple[Path, Path]]:
+def pair_files(
+    image_dir: Path,
+    mask_dir: Path,
+    mask_stem: Callable[[str], str] = lambda s: s,
+    exts: Sequence[str] = IMAGE_EXTS,
+    mask_exts: Sequence[str] = IMAGE_EXTS,
+) -> dict[str, tuple[Path, Path]]:
     """Pair ``image_dir/STEM.ext`` with ``mask_dir/mask_stem(STEM).ext`` (any image extension).
 
     Raises :class:`VerificationError` naming the unpaired files.
     """
+
     def listing(d: Path, exts: Sequence[str]) -> dict[str, Path]:
         out: dict[str, Path] = {}
         for p in sorted(d.iterdir()):
@@ -359,8 +410,10 @@ def pair_files(image_dir: Path, mask_dir: Path, mask_stem: Callable[[str], str] 
         else:
             pairs[stem] = (img, m)
     if missing or masks:
-        raise VerificationError(f"{image_dir}: images without a mask in {mask_dir}: {missing[:5]}; "
-                                f"masks without an image: {sorted(p.name for p in masks.values())[:5]}")
+        raise VerificationError(
+            f"{image_dir}: images without a mask in {mask_dir}: {missing[:5]}; "
+            f"masks without an image: {sorted(p.name for p in masks.values())[:5]}"
+        )
     if not pairs:
         raise VerificationError(f"{image_dir}: no images found (extensions {', '.join(exts)})")
     return pairs

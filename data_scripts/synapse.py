@@ -17,6 +17,7 @@ evaluates per volume. Splits: ``train_full`` (18 cases) and ``test`` (12 cases),
 ``val`` = 2 of the 18 training cases held out with a fixed seed (TransUNet has no validation
 set), ``train`` the other 16.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,17 @@ from .common import DatasetInfo, RawFile, make_main, open_raw, prepared_writer
 from .prepare import VerificationError, add_validation, check_counts, find_dir, read_lines
 from .volume import label_to_uint8, unit_to_uint8
 
-CLASSES = ["background", "aorta", "gallbladder", "left kidney", "right kidney", "liver", "pancreas", "spleen",
-           "stomach"]
+CLASSES = [
+    "background",
+    "aorta",
+    "gallbladder",
+    "left kidney",
+    "right kidney",
+    "liver",
+    "pancreas",
+    "spleen",
+    "stomach",
+]
 EXPECTED = {"train_full": 2211}
 EXPECTED_CASES = {"train_cases": 18, "test_cases": 12}
 _NPZ = re.compile(r"^(?P<case>case\d+)_slice(?P<i>\d+)$")
@@ -41,13 +51,13 @@ INFO = DatasetInfo(
     homepage="https://www.synapse.org/#!Synapse:syn3193805/wiki/217789",
     licence="Synapse BTCV terms of use (registration; research use); cite Landman et al. 2015 and TransUNet.",
     citation="B. Landman et al., MICCAI multi-atlas labeling beyond the cranial vault workshop and challenge, 2015; "
-             "J. Chen et al., TransUNet, arXiv:2102.04306, 2021.",
+    "J. Chen et al., TransUNet, arXiv:2102.04306, 2021.",
     used_by="MCSC Tab. R2",
     size="18 training cases (2211 slices) + 12 test volumes (about 9 GB)",
     files=(RawFile("Synapse.zip"),),
     manual="Register on synapse.org for the BTCV 'Abdomen' data, then obtain the TransUNet-preprocessed "
-           "'project_TransUNet/data/Synapse' folder (train_npz/, test_vol_h5/) as described in the TransUNet "
-           "README and pass it with --raw.",
+    "'project_TransUNet/data/Synapse' folder (train_npz/, test_vol_h5/) as described in the TransUNet "
+    "README and pass it with --raw.",
 )
 
 
@@ -60,8 +70,11 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
     import h5py
 
     with open_raw(INFO, raw) as inputs:
-        base = find_dir(inputs.dirs, lambda d: (d / "train_npz").is_dir() and (d / "test_vol_h5").is_dir(),
-                        "Synapse/train_npz and Synapse/test_vol_h5")
+        base = find_dir(
+            inputs.dirs,
+            lambda d: (d / "train_npz").is_dir() and (d / "test_vol_h5").is_dir(),
+            "Synapse/train_npz and Synapse/test_vol_h5",
+        )
         lists = [p for d in inputs.dirs for p in d.rglob("train.txt") if p.parent.name == "lists_Synapse"]
         if lists:
             train = _read_list(lists[0])
@@ -70,9 +83,17 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
             train = sorted(p.stem for p in (base / "train_npz").glob("*.npz"))
             test = sorted(p.name.split(".")[0] for p in (base / "test_vol_h5").glob("*.h5"))
         volumes: dict[str, list[str]] = {}
-        with prepared_writer(INFO, root, CLASSES, 1, inputs, EXPECTED, allow_partial, volumes=volumes,
-                             image_scaling="uint8 = round(x * 255) of TransUNet's [0, 1] images "
-                                           "(HU clipped to [-125, 275])") as w:
+        with prepared_writer(
+            INFO,
+            root,
+            CLASSES,
+            1,
+            inputs,
+            EXPECTED,
+            allow_partial,
+            volumes=volumes,
+            image_scaling="uint8 = round(x * 255) of TransUNet's [0, 1] images (HU clipped to [-125, 275])",
+        ) as w:
             for name in train:
                 path = base / "train_npz" / f"{name}.npz"
                 if not path.is_file():
@@ -102,8 +123,9 @@ def prepare(raw, root=None, *, allow_partial: bool = False) -> Path:
                     names.append(name)
                 volumes[case] = names
                 test_names += names
-            w.set_splits(add_validation({"train": list(train), "test": test_names},
-                                        group=lambda n: n.split("_slice")[0]))  # 2 of the 18 cases
+            w.set_splits(
+                add_validation({"train": list(train), "test": test_names}, group=lambda n: n.split("_slice")[0])
+            )  # 2 of the 18 cases
             cases = {"train_cases": len({n.split("_slice")[0] for n in train}), "test_cases": len(test)}
             warns = check_counts(INFO.name, cases, EXPECTED_CASES, allow_partial)
             if warns:

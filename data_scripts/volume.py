@@ -10,10 +10,11 @@ lung window, level -600 HU and width 1500 HU (``[-1350, 150]`` -> 0..255). Volum
 already lie in 0..255 (the Radiopaedia cases of Zenodo 3757476 are stored that way) are used
 as 8-bit grey values without a window, and this is reported.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +65,10 @@ def unit_to_uint8(data: np.ndarray, path: Path | str = "") -> np.ndarray:
     """Float image in [0, 1] (SSL4MIS / TransUNet preprocessing) -> uint8 ``round(x * 255)``."""
     data = np.asarray(data, dtype=np.float64)
     if data.size and (data.min() < -1e-3 or data.max() > 1 + 1e-3):
-        raise VerificationError(f"{path}: image values {data.min():.3g}..{data.max():.3g} are not in [0, 1]; "
-                                "is this the preprocessed (h5/npz) release?")
+        raise VerificationError(
+            f"{path}: image values {data.min():.3g}..{data.max():.3g} are not in [0, 1]; "
+            "is this the preprocessed (h5/npz) release?"
+        )
     return np.clip(np.rint(data * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -77,6 +80,7 @@ def label_to_uint8(data: np.ndarray, num_classes: int, path: Path | str = "") ->
             raise VerificationError(f"{path}: label has non-integer values")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-        raise VerificationError(f"{path}: label values {sorted(np.unique(arr).tolist())[:10]} outside 0..{num_classes - 1}")
+        raise VerificationError(
+            f"{path}: label values {sorted(np.unique(arr).tolist())[:10]} outside 0..{num_classes - 1}"
+        )
     return arr.astype(np.uint8)
-

@@ -6,6 +6,7 @@ Subpackages (see ARCHITECTURE.md for the layers): :mod:`mslib.blocks` (building 
 (the engine). Import what you need, e.g. ``from mslib.blocks import MultiScaleSubtractionUnit``;
 ``import mslib`` itself stays light.
 """
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -1,4 +1,5 @@
 """``python -m mslib ...`` and the ``mslib`` console script: see :mod:`mslib.cli`."""
+
 from __future__ import annotations
 
 import sys

@@ -12,6 +12,7 @@ and the transforms) or a bare ``nn.Module``. ``out_channels`` is 1 for a binary 
 (sigmoid) and the number of classes otherwise. The name must also be a config registered in
 :mod:`mslib.configs`. Recipes live in :mod:`mslib.recipes`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,21 @@ import importlib
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mslib.configs import PROFILES, available_methods, get_config
-from mslib.train.run_folder import (CLIError, RunLock, UsageError, check_out_dir, check_resume, exit_code,
-                                    format_error, run_identity)
+from mslib.train.run_folder import (
+    CLIError,
+    RunLock,
+    UsageError,
+    check_out_dir,
+    check_resume,
+    exit_code,
+    format_error,
+    run_identity,
+)
 
 __all__ = ["MODELS", "main", "build_parser"]
 
@@ -33,8 +43,8 @@ __all__ = ["MODELS", "main", "build_parser"]
 #: -> Recipe | nn.Module``); the name must also be a config registered in :mod:`mslib.configs`.
 MODELS: dict[str, str | Callable[..., Any]] = {
     "unet": "mslib.recipes.unet:recipe",
-    "m2snet": "mslib.recipes.m2snet:recipe",   # MSNet / M2SNet (chapter 6); binary data only
-    "pdcr": "mslib.recipes.pdcr:recipe",       # PDCR + UAFR on UNet / FCN / DeepLabV3+ (chapter 14)
+    "m2snet": "mslib.recipes.m2snet:recipe",  # MSNet / M2SNet (chapter 6); binary data only
+    "pdcr": "mslib.recipes.pdcr:recipe",  # PDCR + UAFR on UNet / FCN / DeepLabV3+ (chapter 14)
 }
 
 
@@ -46,14 +56,22 @@ def _resolve(entry: str | Callable) -> Callable:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mslib", description="mslib: multi-scale medical image segmentation",
-                                allow_abbrev=False)
+    p = argparse.ArgumentParser(
+        prog="mslib", description="mslib: multi-scale medical image segmentation", allow_abbrev=False
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a model with the shared engine", allow_abbrev=False,
-                       description="Train MODEL on DATA with the PROFILE config; writes history.csv and last.pt to OUT.")
+    t = sub.add_parser(
+        "train",
+        help="train a model with the shared engine",
+        allow_abbrev=False,
+        description="Train MODEL on DATA with the PROFILE config; writes history.csv and last.pt to OUT.",
+    )
     t.add_argument("--model", required=True, help=f"one of: {', '.join(sorted(MODELS))}")
-    t.add_argument("--data", default="synthetic-polyp",
-                   help="dataset name for mslib.data.load_dataset (synthetic-polyp, a prepared dataset, or a path)")
+    t.add_argument(
+        "--data",
+        default="synthetic-polyp",
+        help="dataset name for mslib.data.load_dataset (synthetic-polyp, a prepared dataset, or a path)",
+    )
     t.add_argument("--profile", default="quick", help=f"one of: {', '.join(PROFILES)}")
     t.add_argument("--out", default=None, help="run folder (default runs/MODEL-PROFILE-DATA); locked while training")
     t.add_argument("--epochs", type=int)
@@ -64,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-workers", type=int)
     t.add_argument("--num-images", type=int, default=None, help="synthetic data only: number of images to generate")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
-    t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from OUT/last.pt if present and it is the same run (default: yes); "
-                        "--no-resume starts afresh and replaces it")
+    t.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from OUT/last.pt if present and it is the same run (default: yes); "
+        "--no-resume starts afresh and replaces it",
+    )
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
     t.add_argument("--test", action="store_true", help="also evaluate on the test split after training")
     t.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -82,15 +104,21 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     """Every check that needs no data and no model: seconds, not an epoch."""
     if args.model not in MODELS:
-        raise UsageError(f"--model {args.model!r}: unknown model; valid models are "
-                         f"{', '.join(map(repr, sorted(MODELS)))}")
-    for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--image-size", args.image_size),
-                    ("--num-images", args.num_images)):
+        raise UsageError(
+            f"--model {args.model!r}: unknown model; valid models are {', '.join(map(repr, sorted(MODELS)))}"
+        )
+    for flag, v in (
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+        ("--image-size", args.image_size),
+        ("--num-images", args.num_images),
+    ):
         _positive(flag, v)
     _positive("--num-workers", args.num_workers, allow_zero=True)
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
-        raise UsageError(f"--lr {args.lr}: the learning rate must be a positive number (with 0 training cannot "
-                         "change the weights)")
+        raise UsageError(
+            f"--lr {args.lr}: the learning rate must be a positive number (with 0 training cannot change the weights)"
+        )
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -119,8 +147,10 @@ def _dry_run(model, channels: int, size: int, multiple: int | None) -> None:
 
     if multiple and size % multiple:
         lo, hi = size - size % multiple, size - size % multiple + multiple
-        raise UsageError(f"--image-size {size}: this network halves the image {multiple.bit_length() - 1} times, so "
-                         f"the size must be a multiple of {multiple} (e.g. {lo or hi} or {hi})")
+        raise UsageError(
+            f"--image-size {size}: this network halves the image {multiple.bit_length() - 1} times, so "
+            f"the size must be a multiple of {multiple} (e.g. {lo or hi} or {hi})"
+        )
     was = model.training
     model.eval()
     try:
@@ -128,17 +158,28 @@ def _dry_run(model, channels: int, size: int, multiple: int | None) -> None:
             model(torch.zeros(1, channels, size, size))
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UsageError(f"the model cannot take a {channels}-channel image of {size} px ({first}); change "
-                         "--image-size or the dataset") from exc
+        raise UsageError(
+            f"the model cannot take a {channels}-channel image of {size} px ({first}); change "
+            "--image-size or the dataset"
+        ) from exc
     finally:
         model.train(was)
 
 
 def _train(args: argparse.Namespace) -> int:
     _check_args(args)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                                   ("image_size", args.image_size), ("seed", args.seed),
-                                   ("num_workers", args.num_workers)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("image_size", args.image_size),
+            ("seed", args.seed),
+            ("num_workers", args.num_workers),
+        )
+        if v is not None
+    }
     try:
         config = get_config(args.model, args.profile, **overrides)
     except ValueError as exc:
@@ -159,18 +200,24 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args)
     n = args.num_images if args.num_images is not None else getattr(config, "synthetic_n", None)
     fields = dataclasses.asdict(config)
-    identity = run_identity(model=args.model, data=str(args.data), profile=args.profile, num_images=n,
-                            epochs=fields.pop("epochs"), config=fields)
+    identity = run_identity(
+        model=args.model,
+        data=str(args.data),
+        profile=args.profile,
+        num_images=n,
+        epochs=fields.pop("epochs"),
+        config=fields,
+    )
 
     started = D.init_from_env(device)
     lock = None
     try:
         if D.is_main():
             check_out_dir(out)
-            lock = RunLock(out).__enter__()               # first: no other run writes the checkpoint we read
+            lock = RunLock(out).__enter__()  # first: no other run writes the checkpoint we read
             for note in _peek_resume(out, identity, args.resume):
                 print(f"note: {note}", flush=True)
-        seed_everything(config.seed)                      # before the data and the model draw anything
+        seed_everything(config.seed)  # before the data and the model draw anything
         data_kw = {"n": n, "size": config.image_size, "seed": config.seed}  # n, size: synthetic data only
         if not D.is_main():
             D.barrier()  # rank 0 generates / validates the dataset first
@@ -182,8 +229,9 @@ def _train(args: argparse.Namespace) -> int:
             if D.is_main():
                 D.barrier()
         if len(train_ds) == 0:
-            raise UsageError(f"--data {args.data}: the train split is empty; list training images in its "
-                             "splits/train.txt")
+            raise UsageError(
+                f"--data {args.data}: the train split is empty; list training images in its splits/train.txt"
+            )
         out_channels = 1 if train_ds.num_classes == 2 else train_ds.num_classes
         try:
             built = _resolve(MODELS[args.model])(config, train_ds.channels, out_channels)
@@ -200,23 +248,43 @@ def _train(args: argparse.Namespace) -> int:
                 ds.transform = transforms(False)
 
         gen = torch.Generator().manual_seed(config.seed)
-        loader_kw = dict(batch_size=config.batch_size, num_workers=config.num_workers, worker_init_fn=seed_worker,
-                         pin_memory=device.type == "cuda", persistent_workers=False)  # fresh workers each epoch: exact resume
+        loader_kw = dict(
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            worker_init_fn=seed_worker,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )  # fresh workers each epoch: exact resume
         drop_last = len(train_ds) % config.batch_size == 1 and len(train_ds) > 1
         if drop_last and D.is_main():
-            print(f"note: {len(train_ds)} training images in batches of {config.batch_size} leave a last batch of one "
-                  "image, which batch norm cannot train on: it is left out of each epoch (a different image each "
-                  "epoch, as batches are shuffled)", flush=True)
+            print(
+                f"note: {len(train_ds)} training images in batches of {config.batch_size} leave a last batch of one "
+                "image, which batch norm cannot train on: it is left out of each epoch (a different image each "
+                "epoch, as batches are shuffled)",
+                flush=True,
+            )
         train_loader = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **loader_kw)
         val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
         if D.is_main():
             n_params = sum(p.numel() for p in recipe.model.parameters())
-            print(f"training {args.model} ({n_params:,} parameters, profile {args.profile}) on {args.data}: "
-                  f"{len(train_ds)} train / {len(val_ds)} val images at {config.image_size} px, "
-                  f"{config.epochs} epochs, device {device}, {D.get_world_size()} process(es), run folder {out}",
-                  flush=True)
-        history = fit(recipe.model, train_loader, val_loader, config=config, out_dir=out, resume=args.resume,
-                      device=device, progress=args.progress, identity=identity, **fit_kwargs)
+            print(
+                f"training {args.model} ({n_params:,} parameters, profile {args.profile}) on {args.data}: "
+                f"{len(train_ds)} train / {len(val_ds)} val images at {config.image_size} px, "
+                f"{config.epochs} epochs, device {device}, {D.get_world_size()} process(es), run folder {out}",
+                flush=True,
+            )
+        history = fit(
+            recipe.model,
+            train_loader,
+            val_loader,
+            config=config,
+            out_dir=out,
+            resume=args.resume,
+            device=device,
+            progress=args.progress,
+            identity=identity,
+            **fit_kwargs,
+        )
         if D.is_main() and history.last is not None:
             shown = {k: round(v, 4) for k, v in history.last.items() if k.startswith(("val_", "train_loss"))}
             print(f"final (epoch {history.last['epoch']}): {shown}")
@@ -224,7 +292,10 @@ def _train(args: argparse.Namespace) -> int:
             print(f"checkpoint: {out / 'last.pt'}")
         if test_ds is not None and D.is_main():
             res = evaluate(recipe.model, DataLoader(test_ds, shuffle=False, **loader_kw), device=device)
-            print(f"test ({len(test_ds)} images): " + ", ".join(f"{k}={v:.4f}" for k, v in res.items() if k != "per_image"))
+            print(
+                f"test ({len(test_ds)} images): "
+                + ", ".join(f"{k}={v:.4f}" for k, v in res.items() if k != "per_image")
+            )
     finally:
         if lock is not None:
             lock.release()
@@ -263,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_error(exc), file=sys.stderr, flush=True)
         if isinstance(exc, (DatasetError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
-            return 2                          # the user's input: fixable as the message says
+            return 2  # the user's input: fixable as the message says
         return exit_code(exc)
 
 

@@ -12,6 +12,7 @@
 * :func:`evaluate_clusters` -- DSC, HM (Hammoude = 1 - IoU) and XOR = (|A∪G| - |A∩G|)/|G| per
   image, from :mod:`mslib.metrics` (multiply by 100 for Table 1).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def best_overlap_cluster(labels, gt, legacy_exclude_zero: bool = False) -> tuple
     lab = torch.as_tensor(labels)
     g = metrics.binarize_target(gt)
     if lab.shape != g.shape or lab.dim() != 2:
-        raise ValueError(f"best_overlap_cluster: labels {tuple(lab.shape)} and gt {tuple(g.shape)} "
-                         "must be the same (H, W)")
+        raise ValueError(
+            f"best_overlap_cluster: labels {tuple(lab.shape)} and gt {tuple(g.shape)} must be the same (H, W)"
+        )
     if lab.dtype.is_floating_point or lab.dtype == torch.bool:
         raise ValueError("best_overlap_cluster: labels must be integer cluster ids (e.g. logits.argmax(0))")
     lab = lab.long()
@@ -90,8 +92,9 @@ def legacy_gt_crop(pred, gt, kernel: int = 7, iterations: int = 2) -> torch.Tens
     return p & torch.from_numpy(dil).to(p.device)
 
 
-def evaluate_clusters(labels, gt, legacy_gt_crop_eval: bool = False,
-                      legacy_exclude_zero: bool = False) -> dict[str, torch.Tensor]:
+def evaluate_clusters(
+    labels, gt, legacy_gt_crop_eval: bool = False, legacy_exclude_zero: bool = False
+) -> dict[str, torch.Tensor]:
     """Paper's protocol on one map or a batch: best-overlap cluster, then DSC, HM, XOR per image.
 
     ``labels`` ``(H, W)`` or ``(B, H, W)`` cluster ids, ``gt`` the same shape. Returns
@@ -104,8 +107,9 @@ def evaluate_clusters(labels, gt, legacy_gt_crop_eval: bool = False,
     if lab.dim() == 2:
         lab, g = lab[None], g[None]
     if lab.shape != g.shape or lab.dim() != 3:
-        raise ValueError(f"evaluate_clusters: labels {tuple(lab.shape)} and gt {tuple(g.shape)} "
-                         "must both be (H, W) or (B, H, W)")
+        raise ValueError(
+            f"evaluate_clusters: labels {tuple(lab.shape)} and gt {tuple(g.shape)} must both be (H, W) or (B, H, W)"
+        )
     preds, ids = [], []
     for li, gi in zip(lab, g):
         m, cid = best_overlap_cluster(li, gi, legacy_exclude_zero)

@@ -7,18 +7,34 @@ cites the section it comes from). Both go through the same code: a profile is ju
 >>> cfg = get_config("unet", "quick")
 >>> cfg = get_config("unet", "paper", epochs=3)      # overrides are checked by name
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 PROFILES = ("quick", "paper")
 _REGISTRY: dict[str, type] = {}
 
-__all__ = ["PROFILES", "TrainConfig", "M2SNetConfig", "MSFormerConfig", "UNetConfig", "register", "get_config",
-           "available_methods", "check_profile", "unused_fields", "MCSCConfig", "CTSConfig",
-           "CPSConfig", "UNetLSConfig", "UNetFSConfig", "ABLATIONS"]
+__all__ = [
+    "PROFILES",
+    "TrainConfig",
+    "M2SNetConfig",
+    "MSFormerConfig",
+    "UNetConfig",
+    "register",
+    "get_config",
+    "available_methods",
+    "check_profile",
+    "unused_fields",
+    "MCSCConfig",
+    "CTSConfig",
+    "CPSConfig",
+    "UNetLSConfig",
+    "UNetFSConfig",
+    "ABLATIONS",
+]
 
 
 def register(name: str) -> Callable[[type], type]:
@@ -93,20 +109,22 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 8
     image_size: int = 128
-    optimizer: str = "adamw"          # "sgd" | "adam" | "adamw"
+    optimizer: str = "adamw"  # "sgd" | "adam" | "adamw"
     lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
-    schedule: str = "cosine"          # "constant" | "linear" | "cosine" | "poly"
+    schedule: str = "cosine"  # "constant" | "linear" | "cosine" | "poly"
     warmup_epochs: float = 0.0
     poly_power: float = 0.9
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
-    amp: bool = True                  # autocast on the model's device type: fp16 + GradScaler on CUDA
-    amp_dtype: str | None = None      # None: fp16 on CUDA, off on CPU/MPS; "bfloat16"/"float16" force autocast (also on CPU)
+    amp: bool = True  # autocast on the model's device type: fp16 + GradScaler on CUDA
+    amp_dtype: str | None = (
+        None  # None: fp16 on CUDA, off on CPU/MPS; "bfloat16"/"float16" force autocast (also on CPU)
+    )
     num_workers: int = 0
-    seed: int | None = 0              # None: fit leaves every RNG as it finds it
+    seed: int | None = 0  # None: fit leaves every RNG as it finds it
     steps_per_epoch: int | None = None  # iteration-based training: an "epoch" is this many steps (loaders cycle)
     extra: dict = field(default_factory=dict)
 
@@ -139,29 +157,29 @@ class M2SNetConfig(TrainConfig):
     """
 
     # model (mslib.models.m2snet.M2SNet)
-    unit: str = "msu"                  # "msu" M2SNet | "su" MSNet | "au" | "msu_aspp" | "msu_denseaspp"
-    orders: tuple | None = None        # n of MS_n^i summed in CE^i (Eq. 3); None: all
-    wiring: str = "official"           # "official" (27,692,329 params) | "eq3"
-    channels: int = 64                 # reduced width (Sec. III)
-    pretrained: object = "auto"        # ImageNet Res2Net: True | False | "auto" | path
+    unit: str = "msu"  # "msu" M2SNet | "su" MSNet | "au" | "msu_aspp" | "msu_denseaspp"
+    orders: tuple | None = None  # n of MS_n^i summed in CE^i (Eq. 3); None: all
+    wiring: str = "official"  # "official" (27,692,329 params) | "eq3"
+    channels: int = 64  # reduced width (Sec. III)
+    pretrained: object = "auto"  # ImageNet Res2Net: True | False | "auto" | path
     backbone_width: float = 1.0
     backbone_layers: tuple = (3, 4, 6, 3)
     in_channels: int = 3
     num_classes: int = 1
-    unit_kwargs: dict = field(default_factory=dict)   # e.g. {"mode": "depthwise"} for the MSU
+    unit_kwargs: dict = field(default_factory=dict)  # e.g. {"mode": "depthwise"} for the MSU
     # loss (Eq. 4)
-    lossnet_weight: float = 1.0        # paper Eq. 4: 1; official code: 0.1
+    lossnet_weight: float = 1.0  # paper Eq. 4: 1; official code: 0.1
     lossnet_pretrained: object = "auto"
     lossnet_resize: int | None = None  # official: 224
-    legacy_bce: bool = False           # official unweighted BCE (reduce='none' bug)
+    legacy_bce: bool = False  # official unweighted BCE (reduce='none' bug)
     # optimisation: two parameter groups (Sec. IV-C): the head at lr, the backbone at lr * backbone_lr_ratio
     backbone_lr_ratio: float = 0.1
-    legacy_lr_groups: bool = False     # official: the backbone group is empty, everything trains at lr
+    legacy_lr_groups: bool = False  # official: the backbone group is empty, everything trains at lr
     # data
     multiscale_sizes: tuple | None = (224, 256, 288, 320, 352)
     hflip: float = 0.5
-    rotation: float = 10.0             # degrees, uniform in [-rotation, rotation] (official loader)
-    normalize: str = "imagenet"        # ImageNet mean/std (the backbone's)
+    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation] (official loader)
+    normalize: str = "imagenet"  # ImageNet mean/std (the backbone's)
 
     def _unused_fields(self) -> dict[str, str]:
         out = {}
@@ -173,18 +191,49 @@ class M2SNetConfig(TrainConfig):
         return out
 
     @classmethod
-    def paper(cls) -> "M2SNetConfig":
-        return cls(profile="paper", epochs=50, batch_size=16, image_size=352, optimizer="sgd", lr=0.05,
-                   momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="linear", warmup_epochs=25.0,
-                   amp=True, pretrained="auto", lossnet_pretrained="auto", lossnet_weight=1.0,
-                   backbone_lr_ratio=0.1, multiscale_sizes=(224, 256, 288, 320, 352))
+    def paper(cls) -> M2SNetConfig:
+        return cls(
+            profile="paper",
+            epochs=50,
+            batch_size=16,
+            image_size=352,
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=5e-4,
+            schedule="linear",
+            warmup_epochs=25.0,
+            amp=True,
+            pretrained="auto",
+            lossnet_pretrained="auto",
+            lossnet_weight=1.0,
+            backbone_lr_ratio=0.1,
+            multiscale_sizes=(224, 256, 288, 320, 352),
+        )
 
     @classmethod
-    def quick(cls) -> "M2SNetConfig":
-        return cls(profile="quick", epochs=6, batch_size=8, image_size=96, optimizer="adamw", lr=2e-3,
-                   weight_decay=1e-4, schedule="cosine", warmup_epochs=0.5, channels=32, pretrained=False,
-                   backbone_width=0.25, backbone_layers=(1, 1, 1, 1), lossnet_pretrained="auto",
-                   lossnet_weight=0.0, backbone_lr_ratio=1.0, multiscale_sizes=None, rotation=10.0)
+    def quick(cls) -> M2SNetConfig:
+        return cls(
+            profile="quick",
+            epochs=6,
+            batch_size=8,
+            image_size=96,
+            optimizer="adamw",
+            lr=2e-3,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_epochs=0.5,
+            channels=32,
+            pretrained=False,
+            backbone_width=0.25,
+            backbone_layers=(1, 1, 1, 1),
+            lossnet_pretrained="auto",
+            lossnet_weight=0.0,
+            backbone_lr_ratio=1.0,
+            multiscale_sizes=None,
+            rotation=10.0,
+        )
 
 
 @register("msformer")
@@ -211,40 +260,41 @@ class MSFormerConfig:
     """
 
     profile: str = "quick"
-    image_size: int = 128             # working resolution (square); maps are resized back for evaluation
-    n_clusters: int = 10              # K output channels = maximum number of clusters (official: 100)
-    dim: int = 32                     # token width d of both branches
-    depth: int = 2                    # blocks per branch (Sec. 3.1)
-    heads: int = 1                    # official code forces 1 head
-    mlp_ratio: float = 2.0            # Mix-FFN hidden width / dim (official: 4)
-    patch_embed: str = "conv3x3"      # "conv3x3" (overlapping, official) | "patch" (non-overlapping)
+    image_size: int = 128  # working resolution (square); maps are resized back for evaluation
+    n_clusters: int = 10  # K output channels = maximum number of clusters (official: 100)
+    dim: int = 32  # token width d of both branches
+    depth: int = 2  # blocks per branch (Sec. 3.1)
+    heads: int = 1  # official code forces 1 head
+    mlp_ratio: float = 2.0  # Mix-FFN hidden width / dim (official: 4)
+    patch_embed: str = "conv3x3"  # "conv3x3" (overlapping, official) | "patch" (non-overlapping)
     intra_dim: int = 64
-    intra_grid: int = 8               # 8 x 8 = 64 intra-scale tokens, as the official code
+    intra_grid: int = 8  # 8 x 8 = 64 intra-scale tokens, as the official code
     intra_cell: int = 4
-    shift: int = 2                    # Appendix A: shift 2; official: 1
-    shift_mode: str = "hv"            # "hv" (paper) | "diagonal" (official)
+    shift: int = 2  # Appendix A: shift 2; official: 1
+    shift_mode: str = "hv"  # "hv" (paper) | "diagonal" (official)
     lambdas: tuple = (1.0, 2.0, 0.3)  # (CE, inter, intra), Eq. 10; published (1, 2, 1.2), see the docstring
-    inter_mode: str = "matrix"        # "matrix" (Eq. 5) | "rowwise" (official)
-    inter_blocks: str = "all"         # "all" | "last" (official)
-    intra_reduction: str = "mean"     # "mean" (official) | "sum" (Eq. 9 literally)
+    inter_mode: str = "matrix"  # "matrix" (Eq. 5) | "rowwise" (official)
+    inter_blocks: str = "all"  # "all" | "last" (official)
+    intra_reduction: str = "mean"  # "mean" (official) | "sum" (Eq. 9 literally)
     lr: float = 0.1
     momentum: float = 0.9
     max_iters: int = 50
-    min_clusters: int = 3             # early stop when the argmax map has at most this many clusters
-    standardize: bool = True          # per-image, per-channel zero mean / unit variance input
-    out_norm: bool = True             # score map S = softmax(BN(z)) (the BN(z) of Eq. 7); published: softmax(z)
-    kmeans_k: int = 3                 # baseline (Table 1): 3 for skin, 2 for lung
+    min_clusters: int = 3  # early stop when the argmax map has at most this many clusters
+    standardize: bool = True  # per-image, per-channel zero mean / unit variance input
+    out_norm: bool = True  # score map S = softmax(BN(z)) (the BN(z) of Eq. 7); published: softmax(z)
+    kmeans_k: int = 3  # baseline (Table 1): 3 for skin, 2 for lung
     seed: int = 0
 
-    #: the published loss setting (MS-Former Appendix A, official code): use with ``dataclasses.replace(cfg, **PUBLISHED)``
+    #: the published loss setting (MS-Former Appendix A, official code):
+    #: use with ``dataclasses.replace(cfg, **PUBLISHED)``
     PUBLISHED = {"out_norm": False, "lambdas": (1.0, 2.0, 1.2), "n_clusters": 100, "mlp_ratio": 4.0}
 
     @classmethod
-    def quick(cls) -> "MSFormerConfig":
+    def quick(cls) -> MSFormerConfig:
         return cls(profile="quick", image_size=128)
 
     @classmethod
-    def paper(cls) -> "MSFormerConfig":
+    def paper(cls) -> MSFormerConfig:
         return cls(profile="paper", image_size=257)
 
 
@@ -272,24 +322,53 @@ class UNetConfig(TrainConfig):
     depth: int = 4
     norm: str = "batch"
     dropout: float = 0.0
-    loss: str = "dice_bce"             # "dice_bce" (binary) | "dice_ce" (multi-class) | "bce" | "ce"
+    loss: str = "dice_bce"  # "dice_bce" (binary) | "dice_ce" (multi-class) | "bce" | "ce"
     # data (used by the CLI and the chapter)
-    synthetic_n: int = 300             # synthetic datasets only: number of generated images (70/15/15 split)
+    synthetic_n: int = 300  # synthetic datasets only: number of generated images (70/15/15 split)
     hflip: float = 0.5
     vflip: float = 0.0
-    rotation: float = 0.0              # degrees
+    rotation: float = 0.0  # degrees
 
     @classmethod
-    def quick(cls) -> "UNetConfig":
-        return cls(profile="quick", epochs=15, batch_size=8, image_size=64, optimizer="adamw", lr=3e-3,
-                   weight_decay=1e-4, schedule="cosine", warmup_epochs=0.3, base_channels=8, depth=4,
-                   synthetic_n=300, hflip=0.5, vflip=0.5, rotation=0.0)
+    def quick(cls) -> UNetConfig:
+        return cls(
+            profile="quick",
+            epochs=15,
+            batch_size=8,
+            image_size=64,
+            optimizer="adamw",
+            lr=3e-3,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_epochs=0.3,
+            base_channels=8,
+            depth=4,
+            synthetic_n=300,
+            hflip=0.5,
+            vflip=0.5,
+            rotation=0.0,
+        )
 
     @classmethod
-    def paper(cls) -> "UNetConfig":
-        return cls(profile="paper", epochs=50, batch_size=16, image_size=352, optimizer="adam", lr=1e-4,
-                   weight_decay=0.0, schedule="cosine", warmup_epochs=1.0, amp=True, base_channels=64, depth=4,
-                   synthetic_n=1000, hflip=0.5, vflip=0.0, rotation=10.0)
+    def paper(cls) -> UNetConfig:
+        return cls(
+            profile="paper",
+            epochs=50,
+            batch_size=16,
+            image_size=352,
+            optimizer="adam",
+            lr=1e-4,
+            weight_decay=0.0,
+            schedule="cosine",
+            warmup_epochs=1.0,
+            amp=True,
+            base_channels=64,
+            depth=4,
+            synthetic_n=1000,
+            hflip=0.5,
+            vflip=0.0,
+            rotation=10.0,
+        )
 
 
 @register("mcsc")
@@ -337,17 +416,17 @@ class MCSCConfig:
     unlabeled_bs: int = 2
     max_iterations: int = 40_000
     # optimisation (three groups)
-    optimizer: str = "adamw"             # "adamw" (MCSC) | "sgd" (CTS)
-    lr: float = 5e-4                     # UNet + classifier
-    momentum: float = 0.9                # SGD only
+    optimizer: str = "adamw"  # "adamw" (MCSC) | "sgd" (CTS)
+    lr: float = 5e-4  # UNet + classifier
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4
-    tra_lr_factor: float = 0.2           # Swin-UNet at lr / 5
-    tra_warmup_iters: int = 1972         # linear warm-up of the Swin-UNet's lr (max_epoch / 20 epochs)
+    tra_lr_factor: float = 0.2  # Swin-UNet at lr / 5
+    tra_warmup_iters: int = 1972  # linear warm-up of the Swin-UNet's lr (max_epoch / 20 epochs)
     proj_lr: float = 5e-4
     poly_power: float = 0.9
     amp: bool = True
     # models
-    unet_upsampling: str = "bilinear"    # what the official code runs (1,813,764 parameters)
+    unet_upsampling: str = "bilinear"  # what the official code runs (1,813,764 parameters)
     swin_pretrained: bool | str = "auto"
     swin_drop_path: float = 0.2
     # cross teaching
@@ -361,9 +440,9 @@ class MCSCConfig:
     temperature: float = 0.1
     proj_hidden: int = 256
     proj_dim: int = 128
-    cl_sampling: str = "anchors"         # "all" | "anchors" | "blocks" | "official"
+    cl_sampling: str = "anchors"  # "all" | "anchors" | "blocks" | "official"
     cl_max_samples: int = 4096
-    cl_block: int = 16                   # "blocks"; "official" uses 19 px at 224 and 14 px at 28
+    cl_block: int = 16  # "blocks"; "official" uses 19 px at 224 and 14 px at 28
     balanced: bool = True
     discard_background: bool = True
     cross_labels: bool = True
@@ -371,37 +450,65 @@ class MCSCConfig:
     # validation / test
     val_every: int = 200
     val_after: int = 1000
-    test_size: int | None = None         # official: 256 (slices tested at 256 after training at 224)
-    hd95_in_mm: bool = True              # False: voxel units, as the official script
-    legacy_metrics: bool = False         # official empty-mask conventions (HD95 0 for an empty prediction)
+    test_size: int | None = None  # official: 256 (slices tested at 256 after training at 224)
+    hd95_in_mm: bool = True  # False: voxel units, as the official script
+    legacy_metrics: bool = False  # official empty-mask conventions (HD95 0 for an empty prediction)
     # data
     synthetic_cases: int = 20
     synthetic_slices: int = 8
     seed: int = 0
     # method (one registered config each) and what phase 2 adds
-    method: str = "mcsc"                 # "mcsc" | "cts" | "cps" | "unet_ls" | "unet_fs"
-    dataset: str = "synthetic"           # "synthetic" (cardiac volumes) or a prepared dataset name / folder
-    swin_embed_dim: int = 96             # swin-tiny; quick: 24
+    method: str = "mcsc"  # "mcsc" | "cts" | "cps" | "unet_ls" | "unet_fs"
+    dataset: str = "synthetic"  # "synthetic" (cardiac volumes) or a prepared dataset name / folder
+    swin_embed_dim: int = 96  # swin-tiny; quick: 24
     swin_num_heads: tuple[int, ...] = (3, 6, 12, 24)
     legacy_double_contrast: bool = False  # official: the contrastive term enters both networks' losses (x2)
     num_workers: int = 0
 
     METHODS = ("mcsc", "cts", "cps", "unet_ls", "unet_fs")
-    CTS_PAPER = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "tra_lr_factor": 1.0,
-                 "tra_warmup_iters": 0, "labeled_bs": 8, "unlabeled_bs": 8, "max_iterations": 30_000,
-                 "cl_weight": 0.0}
+    CTS_PAPER = {
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "tra_lr_factor": 1.0,
+        "tra_warmup_iters": 0,
+        "labeled_bs": 8,
+        "unlabeled_bs": 8,
+        "max_iterations": 30_000,
+        "cl_weight": 0.0,
+    }
 
     @classmethod
-    def quick(cls) -> "MCSCConfig":
-        cfg = cls(profile="quick", image_size=64, labelled_cases=3, labeled_bs=4, unlabeled_bs=4,
-                   max_iterations=150, lr=2e-3, tra_lr_factor=0.5, tra_warmup_iters=20, proj_lr=1e-3,
-                   swin_drop_path=0.0, cps_rampup=150.0, cps_iters_per_step=1, cl_weight=0.01, cl_start_iteration=50,
-                   cl_max_samples=1024, cl_block=8, val_every=50, val_after=0, swin_pretrained=False,
-                   swin_embed_dim=24, swin_num_heads=(1, 2, 4, 8))
+    def quick(cls) -> MCSCConfig:
+        cfg = cls(
+            profile="quick",
+            image_size=64,
+            labelled_cases=3,
+            labeled_bs=4,
+            unlabeled_bs=4,
+            max_iterations=150,
+            lr=2e-3,
+            tra_lr_factor=0.5,
+            tra_warmup_iters=20,
+            proj_lr=1e-3,
+            swin_drop_path=0.0,
+            cps_rampup=150.0,
+            cps_iters_per_step=1,
+            cl_weight=0.01,
+            cl_start_iteration=50,
+            cl_max_samples=1024,
+            cl_block=8,
+            val_every=50,
+            val_after=0,
+            swin_pretrained=False,
+            swin_embed_dim=24,
+            swin_num_heads=(1, 2, 4, 8),
+        )
         return dataclasses.replace(cfg, **cls._method_overrides("quick"))
 
     @classmethod
-    def paper(cls) -> "MCSCConfig":
+    def paper(cls) -> MCSCConfig:
         return dataclasses.replace(cls(profile="paper"), **cls._method_overrides("paper"))
 
     @classmethod
@@ -418,13 +525,32 @@ class MCSCConfig:
     def _unused_fields(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.cl_weight == 0:
-            for k in ("cl_scales", "cl_start_iteration", "temperature", "proj_hidden", "proj_dim", "cl_sampling",
-                      "cl_max_samples", "cl_block", "balanced", "discard_background", "cross_labels",
-                      "legacy_label_order", "proj_lr", "legacy_double_contrast"):
+            for k in (
+                "cl_scales",
+                "cl_start_iteration",
+                "temperature",
+                "proj_hidden",
+                "proj_dim",
+                "cl_sampling",
+                "cl_max_samples",
+                "cl_block",
+                "balanced",
+                "discard_background",
+                "cross_labels",
+                "legacy_label_order",
+                "proj_lr",
+                "legacy_double_contrast",
+            ):
                 out[k] = "cl_weight is 0 (no contrast)"
         if self.method in ("unet_ls", "unet_fs", "cps"):
-            for k in ("tra_lr_factor", "tra_warmup_iters", "swin_pretrained", "swin_drop_path", "swin_embed_dim",
-                      "swin_num_heads"):
+            for k in (
+                "tra_lr_factor",
+                "tra_warmup_iters",
+                "swin_pretrained",
+                "swin_drop_path",
+                "swin_embed_dim",
+                "swin_num_heads",
+            ):
                 out[k] = f"method {self.method!r} trains no Swin-UNet"
         if self.method in ("unet_ls", "unet_fs"):
             for k in ("cps_weight", "cps_rampup", "cps_iters_per_step"):
@@ -518,40 +644,40 @@ class PDCRConfig(TrainConfig):
     """
 
     # network
-    network: str = "deeplabv3plus"       # "deeplabv3plus" | "fcn" | "unet"
-    backbone: str = "resnet50"           # ResNet of DeepLabV3+ / FCN
+    network: str = "deeplabv3plus"  # "deeplabv3plus" | "fcn" | "unet"
+    backbone: str = "resnet50"  # ResNet of DeepLabV3+ / FCN
     output_stride: int = 16
-    pretrained: object = "auto"          # ImageNet backbone: True | False | "auto" | path
-    base_channels: int = 64              # UNet width
-    depth: int = 4                       # UNet poolings
+    pretrained: object = "auto"  # ImageNet backbone: True | False | "auto" | path
+    base_channels: int = 64  # UNet width
+    depth: int = 4  # UNet poolings
     in_channels: int = 3
-    num_classes: int = 2                 # CE over background + lesion (paper: cross-entropy)
+    num_classes: int = 2  # CE over background + lesion (paper: cross-entropy)
     # UAFR (Sec. IV)
     uafr: bool = True
-    uafr_layers: tuple | None = None     # None: the recipe's default (all encoder and decoder stages, not ASPP)
-    uafr_states: int = 2                 # M (Table IX(b))
+    uafr_layers: tuple | None = None  # None: the recipe's default (all encoder and decoder stages, not ASPP)
+    uafr_states: int = 2  # M (Table IX(b))
     uafr_hidden: int = 16
     # PDCR (Sec. III)
-    pdcr: str = "h"                      # "h" (H-PDCR) | "rf" (RF-PDCR, encoder only) | "none"
+    pdcr: str = "h"  # "h" (H-PDCR) | "rf" (RF-PDCR, encoder only) | "none"
     pdcr_encoder_layers: tuple | None = None
     pdcr_decoder_layers: tuple | None = None
-    cross_layer: bool = True             # H-PDCR across the two encoder layers (Eq. 12, Table VII)
-    num_vectors: tuple = (64, 32)        # N per encoder layer (official 2D)
+    cross_layer: bool = True  # H-PDCR across the two encoder layers (Eq. 12, Table VII)
+    num_vectors: tuple = (64, 32)  # N per encoder layer (official 2D)
     decoder_num_vectors: tuple = (32, 8)  # N per decoder layer (official 2D)
-    patch_sizes: tuple = (5, 7, 9)       # P = 3 (Sec. V-A)
-    tau: float = 1.0                     # official 2D; 3D uses 0.5
-    proj_channels: int = 32              # cross-layer 1x1 projections (Sec. III-C-2)
-    affinity: str = "ratio"              # Eq. 3 | "constant" | "rigid" | "center" | "dice" (Fig. 5, Table V(d))
-    phi_norm: str = "area"               # Eq. 4 | "l1" | "l2" (Table V(a))
-    ratio_first: bool = False            # Table V(b): loss per patch first (default)
-    position_encoding: bool = True       # Table V(c)
-    pdcr_reduction: str = "mean"         # "sum": Eq. 9/12 literally
-    legacy_orientation: bool = False     # official 2D: similar pairs pushed apart, global max, sum
+    patch_sizes: tuple = (5, 7, 9)  # P = 3 (Sec. V-A)
+    tau: float = 1.0  # official 2D; 3D uses 0.5
+    proj_channels: int = 32  # cross-layer 1x1 projections (Sec. III-C-2)
+    affinity: str = "ratio"  # Eq. 3 | "constant" | "rigid" | "center" | "dice" (Fig. 5, Table V(d))
+    phi_norm: str = "area"  # Eq. 4 | "l1" | "l2" (Table V(a))
+    ratio_first: bool = False  # Table V(b): loss per patch first (default)
+    position_encoding: bool = True  # Table V(c)
+    pdcr_reduction: str = "mean"  # "sum": Eq. 9/12 literally
+    legacy_orientation: bool = False  # official 2D: similar pairs pushed apart, global max, sum
     legacy_transposed_ratios: bool = False  # official 2D: ratios read at (c, r)
-    encoder_weight: float = 0.01         # paper Sec. V-A; official 2D 0.1
+    encoder_weight: float = 0.01  # paper Sec. V-A; official 2D 0.1
     decoder_weight: float = 0.01
     cross_weight: float = 0.01
-    dice_weight: float = 0.0             # paper: CE only
+    dice_weight: float = 0.0  # paper: CE only
     # data and augmentation (Sec. V-A)
     dataset: str = "isic2016"
     test_dataset: str | None = "ph2"
@@ -567,13 +693,43 @@ class PDCRConfig(TrainConfig):
 
     @classmethod
     def quick(cls) -> PDCRConfig:
-        return cls(profile="quick", network="unet", base_channels=8, depth=3, pretrained=False, image_size=64,
-                   epochs=8, batch_size=8, optimizer="adam", lr=3e-3, weight_decay=1e-5, schedule="cosine",
-                   warmup_epochs=0.3, min_lr_ratio=0.01, num_vectors=(16, 8), decoder_num_vectors=(16, 8),
-                   dataset="synthetic-skin", test_dataset=None, synthetic_n=300, rotation=30.0, shear=0.0,
-                   scale=(0.9, 1.1), translate=0.05)
+        return cls(
+            profile="quick",
+            network="unet",
+            base_channels=8,
+            depth=3,
+            pretrained=False,
+            image_size=64,
+            epochs=8,
+            batch_size=8,
+            optimizer="adam",
+            lr=3e-3,
+            weight_decay=1e-5,
+            schedule="cosine",
+            warmup_epochs=0.3,
+            min_lr_ratio=0.01,
+            num_vectors=(16, 8),
+            decoder_num_vectors=(16, 8),
+            dataset="synthetic-skin",
+            test_dataset=None,
+            synthetic_n=300,
+            rotation=30.0,
+            shear=0.0,
+            scale=(0.9, 1.1),
+            translate=0.05,
+        )
 
     @classmethod
     def paper(cls) -> PDCRConfig:
-        return cls(profile="paper", image_size=(384, 512), epochs=300, batch_size=4, optimizer="adam", lr=1e-3,
-                   weight_decay=1e-5, schedule="cosine", warmup_epochs=2.0, min_lr_ratio=1e-2)
+        return cls(
+            profile="paper",
+            image_size=(384, 512),
+            epochs=300,
+            batch_size=4,
+            optimizer="adam",
+            lr=1e-3,
+            weight_decay=1e-5,
+            schedule="cosine",
+            warmup_epochs=2.0,
+            min_lr_ratio=1e-2,
+        )

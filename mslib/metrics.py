@@ -69,6 +69,7 @@ Binarising a ground truth (``(B, 1, H, W)`` or ``(B, H, W)``, 0/1 or probabiliti
 The M2SNet official evaluation scores Dice on the *soft* prediction:
 ``dice(pred, gt, soft=True, minmax=True)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -137,9 +138,7 @@ def _batched(pred, gt, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
         pred, gt = pred.unsqueeze(0), gt.unsqueeze(0)
     elif pred.ndim != spatial_dims + 1:
         want = "(H, W) or (B, H, W)" if spatial_dims == 2 else "(D, H, W) or (B, D, H, W)"
-        raise ValueError(
-            f"pred must have shape {want} for spatial_dims={spatial_dims}, got {tuple(pred.shape)}"
-        )
+        raise ValueError(f"pred must have shape {want} for spatial_dims={spatial_dims}, got {tuple(pred.shape)}")
     if pred.numel() == 0:
         raise ValueError(f"pred and gt are empty (shape {tuple(pred.shape)})")
     return pred, gt.to(pred.device)
@@ -187,8 +186,7 @@ def _probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
     lo, hi = (v.item() for v in torch.aminmax(x))
     if not (lo >= 0.0 and hi <= 1.0):
         raise ValueError(
-            f"{name} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]: pass probabilities "
-            "(torch.sigmoid(logits))."
+            f"{name} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]: pass probabilities (torch.sigmoid(logits))."
         )
     return x
 
@@ -329,7 +327,7 @@ _OVERLAP = {
     ),
     "accuracy": (
         lambda tp, fp, fn, tn, zd: (tp + tn) / (tp + fp + fn + tn),
-        "Pixel accuracy ``(TP + TN) / N`` (PDCR \"AC\"). Multi-class: per class, one-vs-rest\n"
+        'Pixel accuracy ``(TP + TN) / N`` (PDCR "AC"). Multi-class: per class, one-vs-rest\n'
         "    (never 0/0, so ``zero_division`` has no effect).",
         "1",
     ),
@@ -417,12 +415,22 @@ def dice(
         return value.to(torch.float32)
     if minmax:
         raise ValueError("dice(minmax=True) applies to the soft Dice only: also pass soft=True")
-    return _hard_dice(pred, gt, threshold=threshold, num_classes=num_classes, include_background=include_background,
-                      reduction=reduction, zero_division=zero_division, ignore_empty=ignore_empty,
-                      spatial_dims=spatial_dims)
+    return _hard_dice(
+        pred,
+        gt,
+        threshold=threshold,
+        num_classes=num_classes,
+        include_background=include_background,
+        reduction=reduction,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        spatial_dims=spatial_dims,
+    )
 
 
-dice.__doc__ = _hard_dice.__doc__.rstrip() + """
+dice.__doc__ = (
+    _hard_dice.__doc__.rstrip()
+    + """
 
     ``soft=True`` reproduces the M2SNet official evaluation (M2SNet Tables I-II, "mDice";
     notes: ``test_score.py``): no threshold, ``(2 Σ p g + 1e-5) / (Σ g + Σ p + 1e-5)`` on
@@ -432,6 +440,7 @@ dice.__doc__ = _hard_dice.__doc__.rstrip() + """
     and is left unchanged (as MATLAB/pysodmetrics ``mapminmax``), so a constant 0.5 map
     scores ``|G| / (|G| + 0.5 N)``. ``soft`` is binary only.
     """
+)
 
 
 # ----------------------------------------------------------------------------- saliency

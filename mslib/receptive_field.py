@@ -24,6 +24,7 @@ coupling of positions) it probes a float64 copy in which every convolution avera
 ``1 / fan_in``, no bias), normalisations are identities and max-poolings are average poolings,
 the method of the pytorch-receptivefield package the official code used.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,13 +59,16 @@ class ReceptiveField:
 
 def _check_layer(i: int, layer: Sequence[int]) -> tuple[int, int, int, int]:
     if len(layer) not in (3, 4) or any(not isinstance(v, int) or isinstance(v, bool) for v in layer):
-        raise ValueError(f"receptive_field: layers[{i}] must be (kernel, stride, padding) or "
-                         f"(kernel, stride, padding, dilation) ints, got {layer!r}")
+        raise ValueError(
+            f"receptive_field: layers[{i}] must be (kernel, stride, padding) or "
+            f"(kernel, stride, padding, dilation) ints, got {layer!r}"
+        )
     k, s, p = layer[:3]
     d = layer[3] if len(layer) == 4 else 1
     if k < 1 or s < 1 or p < 0 or d < 1:
-        raise ValueError(f"receptive_field: layers[{i}] = {layer!r} needs kernel >= 1, stride >= 1, "
-                         f"padding >= 0, dilation >= 1")
+        raise ValueError(
+            f"receptive_field: layers[{i}] = {layer!r} needs kernel >= 1, stride >= 1, padding >= 0, dilation >= 1"
+        )
     return k, s, p, d
 
 
@@ -80,9 +84,9 @@ def receptive_field(layers: Sequence[Sequence[int]]) -> ReceptiveField:
     for i, layer in enumerate(layers):
         k, s, p, d = _check_layer(i, layer)
         k_eff = d * (k - 1) + 1
-        size += (k_eff - 1) * jump          # Eq. 7: (k_z - 1) prod_{t<z} s_t
-        start -= p * jump                   # Eq. 5: - p_z prod_{t<z} s_t
-        jump *= s                           # prod_{t<=z} s_t
+        size += (k_eff - 1) * jump  # Eq. 7: (k_z - 1) prod_{t<z} s_t
+        start -= p * jump  # Eq. 5: - p_z prod_{t<z} s_t
+        jump *= s  # prod_{t<=z} s_t
     return ReceptiveField(size=size, jump=jump, start=start)
 
 
@@ -96,13 +100,25 @@ def _averaging_copy(model: nn.Module) -> nn.Module:
     probe = copy.deepcopy(model).double().eval()
 
     def swap(parent: nn.Module) -> None:
-        for name, child in list(parent._modules.items()):   # not named_children(): it skips a module used twice
-            if isinstance(child, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
-                                  nn.modules.instancenorm._InstanceNorm, nn.Dropout, nn.Dropout2d)):
+        for name, child in list(parent._modules.items()):  # not named_children(): it skips a module used twice
+            if isinstance(
+                child,
+                (
+                    nn.modules.batchnorm._BatchNorm,
+                    nn.GroupNorm,
+                    nn.LayerNorm,
+                    nn.modules.instancenorm._InstanceNorm,
+                    nn.Dropout,
+                    nn.Dropout2d,
+                ),
+            ):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, nn.MaxPool2d):
-                setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                   ceil_mode=child.ceil_mode))
+                setattr(
+                    parent,
+                    name,
+                    nn.AvgPool2d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode),
+                )
             elif child is not None:
                 swap(child)
 
@@ -115,14 +131,20 @@ def _averaging_copy(model: nn.Module) -> nn.Module:
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, nn.Linear):
-                raise ValueError("probe_receptive_field: the probed network contains an nn.Linear; "
-                                 "probe only its convolutional part (pass a feature extractor)")
+                raise ValueError(
+                    "probe_receptive_field: the probed network contains an nn.Linear; "
+                    "probe only its convolutional part (pass a feature extractor)"
+                )
     return probe
 
 
-def probe_receptive_field(model: nn.Module, input_size: tuple[int, int], position: tuple[int, int] | None = None,
-                          in_channels: int = 3, output: Callable[[object], torch.Tensor] | None = None
-                          ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+def probe_receptive_field(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    position: tuple[int, int] | None = None,
+    in_channels: int = 3,
+    output: Callable[[object], torch.Tensor] | None = None,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Receptive field of one output position measured by its input gradient.
 
     Args:
@@ -142,8 +164,10 @@ def probe_receptive_field(model: nn.Module, input_size: tuple[int, int], positio
     out = probe(x)
     out = output(out) if output is not None else out
     if not isinstance(out, torch.Tensor) or out.ndim != 4:
-        raise ValueError("probe_receptive_field: the model's output must be a (B, C, H, W) tensor; "
-                         "pass output=... to pick the feature map")
+        raise ValueError(
+            "probe_receptive_field: the model's output must be a (B, C, H, W) tensor; "
+            "pass output=... to pick the feature map"
+        )
     h, w = out.shape[-2:]
     r, c = position if position is not None else (h // 2, w // 2)
     if not (0 <= r < h and 0 <= c < w):
@@ -155,8 +179,9 @@ def probe_receptive_field(model: nn.Module, input_size: tuple[int, int], positio
     return (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])), (h, w)
 
 
-def resnet_conv_stack(stage: str, layers: Sequence[int] = (3, 4, 6, 3), bottleneck: bool = True
-                      ) -> list[tuple[int, int, int]]:
+def resnet_conv_stack(
+    stage: str, layers: Sequence[int] = (3, 4, 6, 3), bottleneck: bool = True
+) -> list[tuple[int, int, int]]:
     """The (kernel, stride, padding) chain of the longest path to a torchvision ResNet stage.
 
     ``stage`` is ``"conv1"``, ``"maxpool"``, ``"layer1"`` .. ``"layer4"``; ``layers`` the blocks

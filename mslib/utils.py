@@ -4,6 +4,7 @@
 JSON payload under a custom MIME type (no scrapbook needed); :func:`read_records`
 parses it back from an executed notebook.
 """
+
 from __future__ import annotations
 
 import html
@@ -19,8 +20,19 @@ import torch
 
 RECORD_MIME = "application/vnd.mslib.record+json"
 
-__all__ = ["get_device", "seed_everything", "seed_worker", "record", "read_records", "to_jsonable", "data_dir", "RECORD_MIME",
-           "count_parameters", "image_to_tensor", "optional_import"]
+__all__ = [
+    "get_device",
+    "seed_everything",
+    "seed_worker",
+    "record",
+    "read_records",
+    "to_jsonable",
+    "data_dir",
+    "RECORD_MIME",
+    "count_parameters",
+    "image_to_tensor",
+    "optional_import",
+]
 
 
 def get_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -155,7 +167,8 @@ def data_dir() -> Path:
             if not p.is_dir():
                 raise NotADirectoryError(
                     f"{what}: {p} is {'a broken link' if not p.exists() else 'a file'}, not a folder; point "
-                    "MSLIB_DATA_DIR at a folder (e.g. export MSLIB_DATA_DIR=~/mslib-data), or move the file away")
+                    "MSLIB_DATA_DIR at a folder (e.g. export MSLIB_DATA_DIR=~/mslib-data), or move the file away"
+                )
             break
     return path
 
@@ -200,5 +213,6 @@ def optional_import(module: str, extra: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{purpose} needs {module}, which is not installed: pip install 'mslib[{extra}]' "
-                          f"(or pip install {module})") from exc
+        raise ImportError(
+            f"{purpose} needs {module}, which is not installed: pip install 'mslib[{extra}]' (or pip install {module})"
+        ) from exc

@@ -6,6 +6,7 @@ floats in [0,1] or uint8; masks (H,W) class indices) and returns the matplotlib 
 chapter can show it and a test can inspect it. Widgets degrade to a static picture when
 ipywidgets is not installed (the built HTML book shows the static version).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -15,8 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["PALETTE", "to_numpy_image", "colorize", "overlay", "show_samples", "feature_grid",
-           "plot_history", "interactive", "static_widgets"]
+__all__ = [
+    "PALETTE",
+    "to_numpy_image",
+    "colorize",
+    "overlay",
+    "show_samples",
+    "feature_grid",
+    "plot_history",
+    "interactive",
+    "static_widgets",
+]
 
 STATIC_ENV = "MSLIB_STATIC_WIDGETS"
 
@@ -26,16 +36,28 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError("mslib.viz draws with matplotlib, which is not installed: "
-                          "pip install 'mslib[viz]' (or pip install matplotlib)") from exc
+        raise ImportError(
+            "mslib.viz draws with matplotlib, which is not installed: "
+            "pip install 'mslib[viz]' (or pip install matplotlib)"
+        ) from exc
     return plt
 
 
 # background transparent; then distinguishable colours (RV, myocardium, LV ... in cardiac)
-PALETTE = np.array([
-    [0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60],
-], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [0, 130, 200],
+        [255, 225, 25],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+    ],
+    dtype=np.uint8,
+)
 
 
 def to_numpy_image(img) -> np.ndarray:
@@ -98,8 +120,14 @@ def overlay(image, mask=None, pred=None, alpha: float = 0.45, ax=None, title: st
     return ax
 
 
-def show_samples(images: Sequence, masks: Sequence | None = None, preds: Sequence | None = None,
-                 titles: Sequence[str] | None = None, ncols: int = 4, size: float = 2.4):
+def show_samples(
+    images: Sequence,
+    masks: Sequence | None = None,
+    preds: Sequence | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 2.4,
+):
     """A grid of overlays (one panel per sample). Returns the figure."""
     plt = _pyplot()
 
@@ -113,14 +141,20 @@ def show_samples(images: Sequence, masks: Sequence | None = None, preds: Sequenc
         if i >= n:
             ax.set_axis_off()
             continue
-        overlay(images[i], None if masks is None else masks[i], None if preds is None else preds[i], ax=ax,
-                title=None if titles is None else titles[i])
+        overlay(
+            images[i],
+            None if masks is None else masks[i],
+            None if preds is None else preds[i],
+            ax=ax,
+            title=None if titles is None else titles[i],
+        )
     fig.tight_layout()
     return fig
 
 
-def feature_grid(features, n: int = 16, ncols: int = 8, size: float = 1.4, title: str | None = None,
-                 cmap: str = "viridis"):
+def feature_grid(
+    features, n: int = 16, ncols: int = 8, size: float = 1.4, title: str | None = None, cmap: str = "viridis"
+):
     """Show the first ``n`` channels of a (C,H,W) (or (1,C,H,W)) feature map, each min-max scaled."""
     plt = _pyplot()
 
@@ -146,8 +180,13 @@ def feature_grid(features, n: int = 16, ncols: int = 8, size: float = 1.4, title
     return fig
 
 
-def plot_history(records: Sequence[Mapping] | object, keys: Sequence[str] | None = None, x: str = "epoch",
-                 ax=None, title: str | None = None):
+def plot_history(
+    records: Sequence[Mapping] | object,
+    keys: Sequence[str] | None = None,
+    x: str = "epoch",
+    ax=None,
+    title: str | None = None,
+):
     """Training curves from a list of dicts (or an object with ``.records``, e.g. a History)."""
     plt = _pyplot()
 
@@ -155,7 +194,9 @@ def plot_history(records: Sequence[Mapping] | object, keys: Sequence[str] | None
     if not recs:
         raise ValueError("plot_history: the history is empty")
     if keys is None:
-        keys = [k for k, v in recs[0].items() if k != x and isinstance(v, (int, float)) and not k.startswith(("lr", "time"))]
+        keys = [
+            k for k, v in recs[0].items() if k != x and isinstance(v, (int, float)) and not k.startswith(("lr", "time"))
+        ]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     xs = [r.get(x, i) for i, r in enumerate(recs)]

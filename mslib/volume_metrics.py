@@ -27,6 +27,7 @@ largest distance there is, a finite penalty for a missed (or hallucinated) struc
 ``calculate_metric_percase`` (validation; an empty prediction scores HD95 0, which *rewards*
 predicting nothing). An absent class is never counted as a perfect 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,15 @@ def _as_long(x, name: str) -> torch.Tensor:
     return t.long().cpu()
 
 
-def volume_scores(pred, gt, num_classes: int, *, spacing: Sequence[float] | None = None,
-                  empty_hd95: float | str = "diagonal", legacy_official: bool = False) -> dict[str, np.ndarray]:
+def volume_scores(
+    pred,
+    gt,
+    num_classes: int,
+    *,
+    spacing: Sequence[float] | None = None,
+    empty_hd95: float | str = "diagonal",
+    legacy_official: bool = False,
+) -> dict[str, np.ndarray]:
     """Dice and HD95 of classes ``1..num_classes-1`` on one volume: ``{"dice": (K-1,), "hd95": (K-1,)}``.
 
     ``pred`` and ``gt`` are (S, H, W) class-index volumes; ``spacing`` (z, y, x) in mm or None.
@@ -90,8 +98,8 @@ def summarize_volumes(scores: Iterable[dict[str, np.ndarray]], class_names: Sequ
         raise ValueError("no volumes to summarise")
     out: dict = {"volumes": len(scores)}
     for key in ("dice", "hd95"):
-        table = np.stack([s[key] for s in scores])                  # (volumes, classes)
-        with warnings.catch_warnings():   # an all-NaN class (absent everywhere) stays NaN, silently
+        table = np.stack([s[key] for s in scores])  # (volumes, classes)
+        with warnings.catch_warnings():  # an all-NaN class (absent everywhere) stays NaN, silently
             warnings.simplefilter("ignore", RuntimeWarning)
             per_class = np.nanmean(table, axis=0)
             mean = float(np.nanmean(per_class))
@@ -102,8 +110,9 @@ def summarize_volumes(scores: Iterable[dict[str, np.ndarray]], class_names: Sequ
 
 
 @torch.no_grad()
-def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size: int | None = None,
-                   batch_size: int = 16) -> torch.Tensor:
+def predict_volume(
+    model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size: int | None = None, batch_size: int = 16
+) -> torch.Tensor:
     """Class-index prediction (S, H, W) of a volume ``image`` (S, C, H, W), slice by slice.
 
     ``size``: slices are resized to ``size x size`` (nearest, as the official ``zoom(order=0)``)
@@ -116,7 +125,7 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], image: torch.T
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else image.device
     preds = []
     for start in range(0, image.shape[0], batch_size):
-        x = image[start:start + batch_size].float().to(device)
+        x = image[start : start + batch_size].float().to(device)
         if size is not None and (h, w) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="nearest")
         out = model(x)
@@ -128,9 +137,16 @@ def predict_volume(model: Callable[[torch.Tensor], torch.Tensor], image: torch.T
     return torch.cat(preds)
 
 
-def evaluate_volumes(model, volumes, num_classes: int | None = None, *, size: int | None = None,
-                     use_spacing: bool = True, empty_hd95: float | str = "diagonal",
-                     legacy_official: bool = False) -> dict:
+def evaluate_volumes(
+    model,
+    volumes,
+    num_classes: int | None = None,
+    *,
+    size: int | None = None,
+    use_spacing: bool = True,
+    empty_hd95: float | str = "diagonal",
+    legacy_official: bool = False,
+) -> dict:
     """Score ``model`` on a :class:`mslib.data.volumes.VolumeDataset`; :func:`summarize_volumes` plus ``"per_volume"``.
 
     ``use_spacing=False`` reports HD95 in voxels (the official protocol); ``legacy_official``
@@ -145,8 +161,14 @@ def evaluate_volumes(model, volumes, num_classes: int | None = None, *, size: in
         for i in range(len(volumes)):
             image, label, name = volumes[i]
             spacing = volumes.spacing.get(name) if use_spacing else None
-            s = volume_scores(predict_volume(model, image, size), label, k, spacing=spacing, empty_hd95=empty_hd95,
-                              legacy_official=legacy_official)
+            s = volume_scores(
+                predict_volume(model, image, size),
+                label,
+                k,
+                spacing=spacing,
+                empty_hd95=empty_hd95,
+                legacy_official=legacy_official,
+            )
             per.append({"name": name, **s})
     finally:
         if isinstance(model, torch.nn.Module) and was_training:

@@ -25,6 +25,7 @@ trained with (torchvision's ``transforms.Normalize`` values), the one copy in ms
 This module sits in the bottom layer (torch only), so losses (LossNet's VGG-16) and models
 (Res2Net) can both load weights; :mod:`mslib.models.pretrained` re-exports it.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,7 +105,8 @@ def check_pretrained(pretrained: Pretrained, argument: str = "pretrained") -> Pr
         if not p.is_file():
             raise FileNotFoundError(
                 f"{argument}={str(pretrained)!r} is neither True, False nor 'auto', and no such file exists; "
-                "pass the path of a downloaded .pth file, or True/False/'auto'")
+                "pass the path of a downloaded .pth file, or True/False/'auto'"
+            )
         return p
     raise TypeError(f"{argument} must be True, False, 'auto' or a path to a .pth file, got {pretrained!r}")
 
@@ -115,8 +117,10 @@ def cache_path(spec: WeightSpec) -> Path:
 
 
 def _how_to_get(spec: WeightSpec) -> str:
-    return (f"download {spec.url} and put it at {cache_path(spec)} (the torch hub cache), "
-            f"or pass pretrained='/path/to/{spec.filename}'")
+    return (
+        f"download {spec.url} and put it at {cache_path(spec)} (the torch hub cache), "
+        f"or pass pretrained='/path/to/{spec.filename}'"
+    )
 
 
 def _download(url: str, dst: Path, hash_prefix: str | None, timeout: float = 20.0) -> None:
@@ -165,19 +169,21 @@ def load_weights(spec: WeightSpec | str, pretrained: Pretrained = True) -> dict 
                     raise PretrainedWeightsUnavailable(
                         f"ImageNet weights {spec.name!r} are not in the torch hub cache and could not be downloaded "
                         f"({type(error).__name__}: {error}). To fix: {_how_to_get(spec)}; "
-                        "or use pretrained='auto' (random initialisation with a warning) or False.") from error
+                        "or use pretrained='auto' (random initialisation with a warning) or False."
+                    ) from error
                 warnings.warn(
                     f"pretrained='auto': ImageNet weights {spec.name!r} are not available "
                     f"({type(error).__name__}), so the model is RANDOMLY INITIALISED. "
                     f"To use them: {_how_to_get(spec)}.",
-                    stacklevel=3)
+                    stacklevel=3,
+                )
                 return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise PretrainedWeightsUnavailable(
-            f"could not read the weights file {path} ({type(exc).__name__}: {exc}); delete it and "
-            f"{_how_to_get(spec)}") from exc
+            f"could not read the weights file {path} ({type(exc).__name__}: {exc}); delete it and {_how_to_get(spec)}"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -185,8 +191,9 @@ def load_weights(spec: WeightSpec | str, pretrained: Pretrained = True) -> dict 
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_state_dict_into(module: torch.nn.Module, state: dict, ignore: tuple[str, ...] = (),
-                         source: str = "weights") -> None:
+def load_state_dict_into(
+    module: torch.nn.Module, state: dict, ignore: tuple[str, ...] = (), source: str = "weights"
+) -> None:
     """Load ``state`` into ``module`` strictly, except for key prefixes in ``ignore`` (e.g. a classifier).
 
     Missing or unexpected keys and shape mismatches are an error naming the keys.
@@ -201,5 +208,6 @@ def load_state_dict_into(module: torch.nn.Module, state: dict, ignore: tuple[str
         raise RuntimeError(
             f"{source} do not fit {type(module).__name__}: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
-            f"shape mismatch {shapes[:5]}; ImageNet weights only fit the default architecture")
+            f"shape mismatch {shapes[:5]}; ImageNet weights only fit the default architecture"
+        )
     module.load_state_dict(state, strict=False)

@@ -1,5 +1,6 @@
 """Builders of tiny raw datasets in their original layouts (with their quirks), archives, and a
 local HTTP server, for the ``data_scripts`` tests. Nothing here touches the network."""
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,7 @@ def rgb(h: int = 8, w: int = 10, seed: int = 0) -> np.ndarray:
 def blob(h: int = 8, w: int = 10, r0: int = 2, c0: int = 3, size: int = 4) -> np.ndarray:
     """A 0/1 mask with a square of ones."""
     m = np.zeros((h, w), np.uint8)
-    m[r0:r0 + size, c0:c0 + size] = 1
+    m[r0 : r0 + size, c0 : c0 + size] = 1
     return m
 
 
@@ -92,8 +93,10 @@ def ph2_tree(base: Path, n: int = 3) -> dict[str, np.ndarray]:
         save(root / case / f"{case}_Dermoscopic_Image" / f"{case}.bmp", rgb(h, w, seed=i))
         m = blob(h, w)
         if i == 1:
-            save(root / case / f"{case}_lesion" / f"{case}_lesion.bmp",
-                 np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=2))
+            save(
+                root / case / f"{case}_lesion" / f"{case}_lesion.bmp",
+                np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=2),
+            )
         else:
             save_mask_1bit(root / case / f"{case}_lesion" / f"{case}_lesion.bmp", m)
         (root / case / f"{case}_roi").mkdir(parents=True, exist_ok=True)
@@ -101,8 +104,14 @@ def ph2_tree(base: Path, n: int = 3) -> dict[str, np.ndarray]:
     return truth
 
 
-def isic_tree(base: Path, folders: dict[str, tuple[str, str]], n: int = 3, suffix: str = "_Segmentation",
-              superpixels: bool = False, start: int = 0) -> dict[str, list[str]]:
+def isic_tree(
+    base: Path,
+    folders: dict[str, tuple[str, str]],
+    n: int = 3,
+    suffix: str = "_Segmentation",
+    superpixels: bool = False,
+    start: int = 0,
+) -> dict[str, list[str]]:
     out = {}
     k = start
     for split, (data, truth) in folders.items():
@@ -240,8 +249,11 @@ def synapse_tree(base: Path, train_cases=("case0005", "case0006"), test_cases=("
         for s in range(slices):
             name = f"{c}_slice{s:03d}"
             (root / "train_npz").mkdir(parents=True, exist_ok=True)
-            np.savez(root / "train_npz" / f"{name}.npz", image=rng.random((6, 6)).astype(np.float32),
-                     label=rng.integers(0, 9, (6, 6)).astype(np.float32))
+            np.savez(
+                root / "train_npz" / f"{name}.npz",
+                image=rng.random((6, 6)).astype(np.float32),
+                label=rng.integers(0, 9, (6, 6)).astype(np.float32),
+            )
             names.append(name)
     for c in test_cases:
         write_h5(root / "test_vol_h5" / f"{c}.npy.h5", rng.random((slices, 6, 6)), rng.integers(0, 9, (slices, 6, 6)))
@@ -254,8 +266,11 @@ def synapse_tree(base: Path, train_cases=("case0005", "case0006"), test_cases=("
 def covid_tree(base: Path, medseg: bool = True) -> None:
     """Zenodo 3757476 naming: CT ``*_org_*`` in HU or 0..255 (radiopaedia), masks without ``_org``."""
     rng = np.random.default_rng(4)
-    cases = {"coronacases_org_001": "coronacases_001", "coronacases_org_002": "coronacases_002",
-             "radiopaedia_org_covid-19-pneumonia-10_85902_1-dcm": "radiopaedia_10_85902_1"}
+    cases = {
+        "coronacases_org_001": "coronacases_001",
+        "coronacases_org_002": "coronacases_002",
+        "radiopaedia_org_covid-19-pneumonia-10_85902_1-dcm": "radiopaedia_10_85902_1",
+    }
     for ct, mk in cases.items():
         data = rng.integers(0, 255, (8, 8, 6)) if ct.startswith("radio") else rng.integers(-1024, 400, (8, 8, 6))
         write_nifti(base / "COVID-19-CT-Seg_20cases" / f"{ct}.nii.gz", data.astype(np.int16))
@@ -295,7 +310,7 @@ def zip_with(archive: Path, members: dict[str, bytes], symlinks: dict[str, str] 
             zf.writestr(name, data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, target)
     return archive
 
@@ -413,8 +428,11 @@ def http_server(files: dict[str, bytes], cut_after: int | None = None, ranges: b
 
 def leftovers(folder: Path) -> list[str]:
     """Hidden partial/temporary entries left in ``folder`` (there should be none)."""
-    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or p.name.endswith(".part")) \
-        if Path(folder).exists() else []
+    return (
+        sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or p.name.endswith(".part"))
+        if Path(folder).exists()
+        else []
+    )
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "io")]

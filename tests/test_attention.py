@@ -1,4 +1,5 @@
 """Efficient attention (MS-Former Eq. 2) and the efficient transformer block."""
+
 import math
 
 import pytest
@@ -17,8 +18,8 @@ def _direct_eq2(q, k, v):
     """Eq. 2 written out with explicit sums (independent of the module's matmul order)."""
     n, dk = k.shape
     dv = v.shape[1]
-    rk = torch.exp(k) / torch.exp(k).sum(0, keepdim=True)          # softmax over positions
-    rq = torch.exp(q) / torch.exp(q).sum(1, keepdim=True)          # softmax over channels
+    rk = torch.exp(k) / torch.exp(k).sum(0, keepdim=True)  # softmax over positions
+    rq = torch.exp(q) / torch.exp(q).sum(1, keepdim=True)  # softmax over channels
     out = torch.zeros(q.shape[0], dv, dtype=q.dtype)
     for i in range(q.shape[0]):
         for c in range(dv):
@@ -43,7 +44,7 @@ def test_softmax_dimensions():
     k = torch.randn(n, d, generator=g, dtype=torch.float64)
     q = torch.randn(n, d, generator=g, dtype=torch.float64)
     _, ctx = efficient_attention(q, k, torch.eye(n, dtype=torch.float64))
-    torch.testing.assert_close(ctx.sum(1), torch.ones(d, dtype=torch.float64))   # each key channel sums to 1 over n
+    torch.testing.assert_close(ctx.sum(1), torch.ones(d, dtype=torch.float64))  # each key channel sums to 1 over n
     # Queries normalised over channels: with G = I the output rows are distributions over channels
     out = torch.softmax(q, -1) @ torch.eye(d, dtype=torch.float64)
     torch.testing.assert_close(out.sum(-1), torch.ones(n, dtype=torch.float64))
@@ -103,7 +104,7 @@ def test_mixffn_depthwise_conv_is_local():
     ffn = MixFFN(4, 8)
     x = torch.randn(1, 36, 4)
     x2 = x.clone()
-    x2[0, 0] += 1.0                                     # pixel (0, 0) of a 6x6 map
+    x2[0, 0] += 1.0  # pixel (0, 0) of a 6x6 map
     d = (ffn(x2, (6, 6)) - ffn(x, (6, 6))).abs().sum(-1).view(6, 6)
     assert (d[:2, :2] > 0).all()
     assert d[2:, :].abs().max() == 0 and d[:, 2:].abs().max() == 0

@@ -1,5 +1,6 @@
 """Every bad input of the table in ``mslib/data/folder.py``: the error type, and a message that
 names the offending file or argument and the fix; or the repair, applied and reported."""
+
 from __future__ import annotations
 
 import io
@@ -249,8 +250,9 @@ def test_29_cmyk_image(ds_root):
 def test_30_colour_image_in_grayscale_dataset(make_dataset):
     root = make_dataset(channels=1)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(
-        root / "images" / "s00.png")
-    _error(DatasetError, root, "s00.png", "colour RGB image", "\"channels\": 3")
+        root / "images" / "s00.png"
+    )
+    _error(DatasetError, root, "s00.png", "colour RGB image", '"channels": 3')
 
 
 def test_31_float_mask(ds_root):
@@ -279,8 +281,11 @@ def test_r1_jpeg_mask_thresholded(ds_root):
     Image.fromarray(original * 255).save(ds_root / "masks" / "s01.jpg", quality=75)
     ds, msg = _repaired(ds_root)
     assert "s01.jpg" in msg and "thresholded at 128" in msg
-    assert {"name": "s01", "file": "masks/s01.jpg", "repair": "JPEG mask thresholded at 128 (value >= 128 -> 1)"} \
-        in ds.repairs
+    assert {
+        "name": "s01",
+        "file": "masks/s01.jpg",
+        "repair": "JPEG mask thresholded at 128 (value >= 128 -> 1)",
+    } in ds.repairs
     got = ds[1][1].numpy()
     assert set(np.unique(got)) <= {0, 1}
     assert (got == original).mean() > 0.9  # JPEG blurs a random mask's edges; most pixels survive
@@ -396,4 +401,4 @@ def test_binary_losses_refuse_targets_outside_0_1(bad, msg):
         with pytest.raises(ValueError, match=msg):
             fn(logits, target)
     soft = torch.full((2, 4, 4), 0.3)
-    assert torch.isfinite(dice_bce(logits, soft))            # soft targets in [0, 1] stay allowed
+    assert torch.isfinite(dice_bce(logits, soft))  # soft targets in [0, 1] stay allowed

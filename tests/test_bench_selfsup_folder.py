@@ -1,4 +1,5 @@
 """``bench_selfsup --eval folder``: the prepared, raw ISIC and raw PH2 layouts on tiny fixture folders."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ def _pair(i: int, size=(40, 48)):
     rng = np.random.default_rng(i)
     h, w = size
     mask = np.zeros(size, np.uint8)
-    mask[8 + i:24 + i, 10:30] = 1
+    mask[8 + i : 24 + i, 10:30] = 1
     img = np.full((h, w, 3), 200, np.uint8)
     img[mask > 0] = (90, 50, 40)
     img = np.clip(img + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
@@ -29,7 +30,7 @@ def _prepared(root, n=3, splits=True):
     for i in range(n):
         img, mask = _pair(i)
         Image.fromarray(img).save(root / "images" / f"case_{i}.png")
-        Image.fromarray(mask).save(root / "masks" / f"case_{i}.png")          # class indices 0/1
+        Image.fromarray(mask).save(root / "masks" / f"case_{i}.png")  # class indices 0/1
     if splits:
         (root / "splits").mkdir()
         (root / "splits" / "test.txt").write_text("case_0\ncase_2\n")
@@ -63,7 +64,7 @@ def test_prepared_layout_without_split_file_reads_all(tmp_path):
 def test_ph2_layout(tmp_path):
     layout, names, images, masks = load_folder(_ph2(tmp_path / "ph2"))
     assert layout == "PH2" and names == ["IMD002", "IMD003"]
-    np.testing.assert_array_equal(masks[0], _pair(0)[1])                   # 0/255 bmp -> {0, 1}
+    np.testing.assert_array_equal(masks[0], _pair(0)[1])  # 0/255 bmp -> {0, 1}
     assert images[1].shape == (40, 48, 3)
 
 
@@ -98,13 +99,13 @@ def test_score_maps_hand_computed():
     labels = torch.zeros(4, 4, dtype=torch.long)
     labels[:, :2] = 1
     gt = np.zeros((4, 4), np.uint8)
-    gt[:2, :3] = 1                                                          # 6 px: 4 in cluster 1, 2 in cluster 0
+    gt[:2, :3] = 1  # 6 px: 4 in cluster 1, 2 in cluster 0
     sc = score_maps([labels], [gt])
     # chosen cluster 1 (4 of 6 gt pixels): TP 4, FP 4, FN 2
     assert sc["recall"][0] == pytest.approx(4 / 6) and sc["precision"][0] == pytest.approx(4 / 8)
     assert sc["dsc"][0] == pytest.approx(2 * 4 / (8 + 6))
     assert sc["hm"][0] == pytest.approx(1 - 4 / 10) and sc["xor"][0] == pytest.approx((10 - 4) / 6)
-    assert sc["legacy_precision"][0] >= sc["precision"][0]                 # the GT crop only removes false positives
+    assert sc["legacy_precision"][0] >= sc["precision"][0]  # the GT crop only removes false positives
 
 
 @pytest.mark.parametrize("layout", ["prepared", "ph2"])
@@ -112,8 +113,9 @@ def test_eval_folder_end_to_end(tmp_path, layout, capsys, monkeypatch):
     import benchmarks.bench_selfsup as bench
 
     root = _prepared(tmp_path / "d") if layout == "prepared" else _ph2(tmp_path / "d")
-    quick = dataclasses.replace(get_config("msformer", "quick"), image_size=32, max_iters=2, dim=8, intra_dim=8,
-                                intra_grid=4, intra_cell=2)
+    quick = dataclasses.replace(
+        get_config("msformer", "quick"), image_size=32, max_iters=2, dim=8, intra_dim=8, intra_grid=4, intra_cell=2
+    )
     monkeypatch.setattr(bench, "get_config", lambda method, profile: quick)
     out = main(["--eval", "folder", "--data", str(root), "--threads", "1", "--per-image"])
     assert "MS-Former beats k-means on" in out and "recall" in out and "precision" in out

@@ -1,4 +1,5 @@
 """The foundation's benchmark scripts run and print their tables (tiny sizes: no timing is asserted)."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,7 @@ def test_engine_benchmark_runs_both_profiles(capsys):
 
 def test_book_benchmark_with_no_matching_chapter_prints_only_the_total():
     table = bench_book.main(["--only", "no-such-chapter"])
-    assert "all chapters" in table and table.count("\n|") == 3   # header, rule and the total row
+    assert "all chapters" in table and table.count("\n|") == 3  # header, rule and the total row
 
 
 def test_run_all_rejects_an_unknown_benchmark(capsys):
@@ -33,18 +34,37 @@ def test_run_all_rejects_an_unknown_benchmark(capsys):
 def test_selfsup_ablation_derives_its_rows_from_the_configured_weights():
     from benchmarks import bench_selfsup
 
-    table = bench_selfsup.main(["--ablation", "--n", "1", "--size", "32", "--profile", "quick",
-                                "--set", "max_iters=1", "--set", "lambdas=1,3,0.7"])
-    for row in ("CE only (1.0, 0.0, 0.0)", "CE + inter (1.0, 3.0, 0.0)", "CE + intra (1.0, 0.0, 0.7)",
-                "CE + inter + intra (1.0, 3.0, 0.7) (default)", "published"):
+    table = bench_selfsup.main(
+        [
+            "--ablation",
+            "--n",
+            "1",
+            "--size",
+            "32",
+            "--profile",
+            "quick",
+            "--set",
+            "max_iters=1",
+            "--set",
+            "lambdas=1,3,0.7",
+        ]
+    )
+    for row in (
+        "CE only (1.0, 0.0, 0.0)",
+        "CE + inter (1.0, 3.0, 0.0)",
+        "CE + intra (1.0, 0.0, 0.7)",
+        "CE + inter + intra (1.0, 3.0, 0.7) (default)",
+        "published",
+    ):
         assert row in table
 
 
 def test_selfsup_eval_synthetic_prints_both_methods():
     from benchmarks import bench_selfsup
 
-    table = bench_selfsup.main(["--eval", "synthetic", "--n", "2", "--size", "32", "--profile", "quick",
-                                "--set", "max_iters=1"])
+    table = bench_selfsup.main(
+        ["--eval", "synthetic", "--n", "2", "--size", "32", "--profile", "quick", "--set", "max_iters=1"]
+    )
     assert "| MS-Former" in table and "| k-means (K=3)" in table and "beats k-means on" in table
 
 
@@ -63,7 +83,7 @@ def test_selfsup_time_table_runs_each_size_in_its_own_process_with_both_heaps():
     table = bench_selfsup.main(["--time", "--sizes", "32", "--n", "1", "--threads", "1", "--set", "max_iters=1"])
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| 32 ")]
     assert [r[:2] for r in rows] == [["32", "glibc default"], ["32", "MALLOC_MMAP_THRESHOLD_=131072"]]
-    assert all(float(r[2]) > 0 and float(r[3]) <= 1 for r in rows)      # s / image; at most max_iters=1 SGD step
+    assert all(float(r[2]) > 0 and float(r[3]) <= 1 for r in rows)  # s / image; at most max_iters=1 SGD step
     assert "vs official 148 s" in table
 
 
@@ -86,7 +106,25 @@ def test_semisup_benchmark_prints_per_class_dice_and_hd95(tmp_path):
     from mslib.data.synthetic_volumes import generate_volumes
 
     root = generate_volumes(tmp_path / "v", n_cases=8, slices=4, size=32, seed=0)
-    table = bench_semisup.main(["--data", str(root), "--labelled", "1", "--size", "32", "--iters", "2",
-                                "--val-every", "1", "--methods", "unet_ls,mcsc", "--batch", "2", "--threads", "1"])
+    table = bench_semisup.main(
+        [
+            "--data",
+            str(root),
+            "--labelled",
+            "1",
+            "--size",
+            "32",
+            "--iters",
+            "2",
+            "--val-every",
+            "1",
+            "--methods",
+            "unet_ls,mcsc",
+            "--batch",
+            "2",
+            "--threads",
+            "1",
+        ]
+    )
     assert "| UNet-LS" in table and "| MCSC" in table and "Dice Myo" in table and "HD95 mean (mm)" in table
     assert "volume diagonal" in table and "2 volumes" in table

@@ -2,6 +2,7 @@
 and a cheap static look at the HTML (no browser): every figure of each chapter's notebook is
 an ``<img>`` of its page, MathJax comes from the build itself, no test plumbing is left.
 tests/test_browser.py opens the same pages in Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ def build_book(tmp_path_factory) -> tuple[Path, dict]:
         jb = Path(sys.executable).parent / "jupyter-book"
         exe = str(jb) if jb.exists() else shutil.which("jupyter-book")
         assert exe, "jupyter-book is not installed: pip install -e '.[book]'"
-        proc = subprocess.run([exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-                              cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(
+            [exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         result.write_text(json.dumps({"rc": proc.returncode, "log": proc.stdout[-8000:] + proc.stderr[-4000:]}))
     return out / "_build" / "html", json.loads(result.read_text())
 
@@ -54,8 +59,13 @@ def test_book_builds_strict(built):
 
 def _notebook_images(nb_path: Path) -> int:
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    return sum(1 for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-               if any(m in o.get("data", {}) for m in IMAGE_MIMES))
+    return sum(
+        1
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if any(m in o.get("data", {}) for m in IMAGE_MIMES)
+    )
 
 
 def _output_images(html: str) -> int:
@@ -83,8 +93,11 @@ def test_static_html(built):
             if got < want:
                 problems.append(f"{rel}: {got} figures in the HTML, {want} in the notebook")
         text = re.sub(r"<[^>]+>", "", html)
-        for pattern, what in ((r"NBVAL_", "# NBVAL marker"), (r"^\s*recorded \w+ = ", "recorded ... box"),
-                              (r"tag_injected-parameters", "papermill's parameters cell")):
+        for pattern, what in (
+            (r"NBVAL_", "# NBVAL marker"),
+            (r"^\s*recorded \w+ = ", "recorded ... box"),
+            (r"tag_injected-parameters", "papermill's parameters cell"),
+        ):
             if re.search(pattern, html if "tag_" in pattern else text, re.M):
                 problems.append(f"{rel}: {what} on the page")
         if "application/vnd.jupyter.widget-view+json" in html:

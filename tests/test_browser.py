@@ -14,6 +14,7 @@ Needs Debian's ``chromium`` and the ``playwright`` package (never ``playwright i
 without them the test skips, unless ``MSLIB_REQUIRE_BROWSER=1`` (set by .ci/run) makes that a
 failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ from tools.book import ROOT, colab_url, find_chromium, repository, toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book_html")]
 
-INSTALL_HINT = ("the browser test needs Chromium and Playwright: apt-get install -y chromium && "
-                "pip install playwright (never `playwright install`; the test drives /usr/bin/chromium)")
+INSTALL_HINT = (
+    "the browser test needs Chromium and Playwright: apt-get install -y chromium && "
+    "pip install playwright (never `playwright install`; the test drives /usr/bin/chromium)"
+)
 REPO_URL, BRANCH = repository()
 PAGES = toc_files()
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -53,8 +56,13 @@ def notebook_images(rel: str) -> int:
     if not nb_path.exists():
         return 0
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    return sum(1 for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-               if any(m in o.get("data", {}) for m in IMAGE_MIMES))
+    return sum(
+        1
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if any(m in o.get("data", {}) for m in IMAGE_MIMES)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +173,9 @@ def open_page(browser, path: Path):
         page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)", timeout=15_000)
         page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
     except Exception as exc:  # noqa: BLE001 - reported with the page's other problems
-        errors.append(f"MathJax did not load or typeset within 15 s ({type(exc).__name__}); "
-                      f"blocked requests: {blocked[:3]}")
+        errors.append(
+            f"MathJax did not load or typeset within 15 s ({type(exc).__name__}); blocked requests: {blocked[:3]}"
+        )
     page.wait_for_timeout(200)
     return page, errors, blocked
 
@@ -190,11 +199,11 @@ def test_page_in_browser(rel, html_dir, browser):
     figures = sum(1 for i in info["imgs"] if i["output"] and i["ok"])
     expected = notebook_images(rel)
     if figures < expected:
-        problems.append(f"{figures} figures shown, the stored notebook has {expected} "
-                        "(executed under MPLBACKEND=Agg?)")
+        problems.append(f"{figures} figures shown, the stored notebook has {expected} (executed under MPLBACKEND=Agg?)")
     # math: typeset by the local MathJax, no raw TeX left
     if any(s.startswith(("http:", "https:", "//")) for s in info["mathjaxScripts"]) or (
-            info["mathSource"] and not info["mathjaxScripts"]):
+        info["mathSource"] and not info["mathjaxScripts"]
+    ):
         problems.append(f"MathJax is not served from the book: {info['mathjaxScripts']}")
     if info["mathSource"] and info["mjx"] < info["mathSource"]:
         problems.append(f"{info['mathSource']} math elements but only {info['mjx']} typeset by MathJax")
@@ -232,6 +241,8 @@ def test_page_in_browser(rel, html_dir, browser):
         problems.append(f"repository links {wrong_repo} do not point at {REPO_URL}")
     if errors:
         problems.append(f"browser errors: {errors[:5]}")
-    print(f"{rel}: {figures} figures (notebook {expected}), {info['mjx']} math elements, "
-          f"{len(blocked)} blocked requests, {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{rel}: {figures} figures (notebook {expected}), {info['mjx']} math elements, "
+        f"{len(blocked)} blocked requests, {time.perf_counter() - t0:.1f} s"
+    )
     assert not problems, f"{rel}:\n- " + "\n- ".join(problems)

@@ -1,4 +1,5 @@
 """MCSC balanced supervised contrastive loss: closed form, balancing, DB, CroLab, sampling, legacy order."""
+
 import math
 
 import pytest
@@ -108,8 +109,9 @@ def test_sampling_bounded_equals_all_when_it_fits_and_blocks_cover():
     torch.testing.assert_close(full, same)
     block = cross_contrastive_loss(zc, zt, yc, yt, sampling="blocks", block=8, num_blocks=1)
     torch.testing.assert_close(full, block)
-    sub = cross_contrastive_loss(zc, zt, yc, yt, sampling="anchors", max_samples=64,
-                                 generator=torch.Generator().manual_seed(0))
+    sub = cross_contrastive_loss(
+        zc, zt, yc, yt, sampling="anchors", max_samples=64, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.isfinite(sub) and float(sub) != pytest.approx(float(full))
 
 
@@ -118,7 +120,7 @@ def test_cross_labels_from_the_other_network():
     pc, pt = torch.full((4, 2, 2), 2), torch.full((4, 2, 2), 3)
     yc, yt = contrast_labels(target, pc, pt, labeled_bs=2)
     assert (yc[:2] == 1).all() and (yt[:2] == 1).all()
-    assert (yc[2:] == 3).all() and (yt[2:] == 2).all()        # CNN features <- Transformer argmax
+    assert (yc[2:] == 3).all() and (yt[2:] == 2).all()  # CNN features <- Transformer argmax
     yc, yt = contrast_labels(target, pc, pt, labeled_bs=2, cross=False)
     assert (yc[2:] == 2).all() and (yt[2:] == 3).all()
 
@@ -128,8 +130,8 @@ def test_legacy_label_order_misaligns_pairs():
     perm = legacy_label_permutation(n, h, w)
     y = torch.randint(0, 4, (n * h * w,), generator=torch.Generator().manual_seed(0))
     moved = (perm != torch.arange(n * h * w)).double().mean()
-    assert moved > 0.98                                       # almost every pixel gets another pixel's label
-    wrong = (y[perm] != y).double().mean()                    # ... a different class for about 3/4 of them
+    assert moved > 0.98  # almost every pixel gets another pixel's label
+    wrong = (y[perm] != y).double().mean()  # ... a different class for about 3/4 of them
     assert 0.70 < wrong < 0.80
     # the official computation equals the aligned one on permuted labels, and differs from it
     g = torch.Generator().manual_seed(1)
@@ -153,12 +155,12 @@ def test_official_supcon_is_balanced_loss_with_background_and_zero_anchors():
 
 
 def test_official_block_coverage():
-    assert official_block_coverage(224, 19) == pytest.approx(190 ** 2 / 224 ** 2)
+    assert official_block_coverage(224, 19) == pytest.approx(190**2 / 224**2)
     assert official_block_coverage(28, 14) == pytest.approx(0.25)
     g = torch.Generator().manual_seed(3)
     z = F.normalize(torch.randn(1, 8, 28, 28, generator=g), dim=1)
     y = torch.zeros(1, 28, 28, dtype=torch.long)
-    y[:, 14:, 14:] = 1                      # foreground only outside the official block: skipped, 0
+    y[:, 14:, 14:] = 1  # foreground only outside the official block: skipped, 0
     assert float(cross_contrastive_loss(z, z, y, y, sampling="official", block=14)) == 0.0
     with pytest.raises(ValueError, match="legacy_label_order"):
         cross_contrastive_loss(z, z, y, y, sampling="all", legacy_label_order=True)
@@ -175,8 +177,9 @@ def test_projector_parameter_counts():
 
 def test_multiscale_contrast_labelled_only_before_start():
     torch.manual_seed(0)
-    mc = MultiScaleContrast({1: 16, 8: 128}, {1: 96, 8: 192}, scales=(1, 8), sampling="anchors", max_samples=256,
-                            start_iteration=100)
+    mc = MultiScaleContrast(
+        {1: 16, 8: 128}, {1: 96, 8: 192}, scales=(1, 8), sampling="anchors", max_samples=256, start_iteration=100
+    )
     fc = [torch.randn(4, 128, 4, 4), torch.randn(4, 16, 32, 32)]
     ft = [torch.randn(4, 192, 4, 4), torch.randn(4, 96, 32, 32)]
     target = torch.randint(0, 4, (4, 32, 32))
@@ -208,4 +211,4 @@ def test_official_sampling_with_legacy_order_matches_official_supcon_per_group()
     aligned = cross_contrastive_loss(z, z, y, y, sampling="official", block=4)
     assert aligned.item() != pytest.approx(got.item())
     got.backward()
-    assert torch.isfinite(z.grad).all() and z.grad[..., 4:, :].abs().sum() == 0      # outside the tiling: no gradient
+    assert torch.isfinite(z.grad).all() and z.grad[..., 4:, :].abs().sum() == 0  # outside the tiling: no gradient

@@ -1,4 +1,5 @@
 """Cross teaching losses (MCSC poster L_sup, L_cps) and the ramp-up w(t)."""
+
 import math
 
 import pytest
@@ -32,7 +33,7 @@ def test_ramp_up_official_values():
     assert round(cps_weight(15_000), 4) == 0.0287
     assert cps_weight(30_000) == pytest.approx(0.1)
     assert cps_weight(45_000) == pytest.approx(0.1)
-    assert cps_weight(149) == cps_weight(0)              # t = iteration // 150
+    assert cps_weight(149) == cps_weight(0)  # t = iteration // 150
     assert cps_weight(150) > cps_weight(149)
     assert sigmoid_rampup(5, 0) == 1.0
     assert cps_weight(10, iters_per_step=1, rampup=10) == pytest.approx(0.1)
@@ -44,10 +45,11 @@ def test_ssl4mis_dice_matches_direct_formula():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 4, 8, 8, generator=g)
     target = torch.randint(0, 4, (3, 8, 8), generator=g)
-    torch.testing.assert_close(ssl4mis_dice_loss(logits, target).double(), _ssl4mis_dice_direct(logits, target, 4),
-                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        ssl4mis_dice_loss(logits, target).double(), _ssl4mis_dice_direct(logits, target, 4), rtol=1e-6, atol=1e-6
+    )
     # batch-level, not per image: differs from the mean of per-image losses
-    per_image = torch.stack([ssl4mis_dice_loss(logits[i:i + 1], target[i:i + 1]) for i in range(3)]).mean()
+    per_image = torch.stack([ssl4mis_dice_loss(logits[i : i + 1], target[i : i + 1]) for i in range(3)]).mean()
     assert abs(float(per_image) - float(ssl4mis_dice_loss(logits, target))) > 1e-4
 
 

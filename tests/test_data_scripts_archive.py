@@ -1,5 +1,6 @@
 """Safe unpacking: good zip/tar, and every malicious or corrupt case fails clearly and leaves
 nothing behind (no destination, no temporary folder)."""
+
 from __future__ import annotations
 
 import tarfile
@@ -14,8 +15,9 @@ from tests.fixtures_data import kvasir_tree, leftovers, pack, tar_with, zip_with
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_extracts_a_good_archive(tmp_path, kind):
-    archive = (zip_with if kind == "zip" else tar_with)(tmp_path / f"a.{'zip' if kind == 'zip' else 'tar.gz'}",
-                                                       {"top/a.txt": b"A", "top/sub/b.txt": b"BB"})
+    archive = (zip_with if kind == "zip" else tar_with)(
+        tmp_path / f"a.{'zip' if kind == 'zip' else 'tar.gz'}", {"top/a.txt": b"A", "top/sub/b.txt": b"BB"}
+    )
     out = safe_extract(archive, tmp_path / "out")
     assert (out / "top" / "a.txt").read_bytes() == b"A" and (out / "top" / "sub" / "b.txt").read_bytes() == b"BB"
     assert leftovers(tmp_path) == []
@@ -40,8 +42,9 @@ def test_refuses_traversal_and_absolute_members(tmp_path, name, kind):
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
-@pytest.mark.parametrize("target,typ", [("../../outside", tarfile.SYMTYPE), ("/etc/passwd", tarfile.SYMTYPE),
-                                        ("../x", tarfile.LNKTYPE)])
+@pytest.mark.parametrize(
+    "target,typ", [("../../outside", tarfile.SYMTYPE), ("/etc/passwd", tarfile.SYMTYPE), ("../x", tarfile.LNKTYPE)]
+)
 def test_refuses_tar_links_out_of_the_folder(tmp_path, target, typ):
     archive = tar_with(tmp_path / "bad.tar.gz", {"d/ok.txt": b"x"}, links={"d/link": (target, typ)})
     with pytest.raises(UnsafeArchiveError, match="points outside"):
@@ -105,7 +108,10 @@ def test_preparer_refuses_malicious_archive_and_keeps_old_dataset(tmp_path):
         kvasir_seg.prepare(bad, tmp_path / "data" / "kvasir-seg", allow_partial=True)
     after = sorted(p.relative_to(tmp_path / "data").as_posix() for p in (tmp_path / "data").rglob("*"))
     assert before == after
-    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["kvasir-seg.zip"] and leftovers(tmp_path / "data") == []
+    assert (
+        sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["kvasir-seg.zip"]
+        and leftovers(tmp_path / "data") == []
+    )
 
 
 def test_known_checksum_mismatch_is_refused(tmp_path, monkeypatch):
@@ -113,7 +119,9 @@ def test_known_checksum_mismatch_is_refused(tmp_path, monkeypatch):
 
     kvasir_tree(tmp_path / "src", n=2)
     archive = pack(tmp_path / "src", tmp_path / "kvasir-seg.zip")
-    info = kvasir_seg.INFO.__class__(**{**kvasir_seg.INFO.__dict__, "files": (RawFile("kvasir-seg.zip", (), "ab" * 32),)})
+    info = kvasir_seg.INFO.__class__(
+        **{**kvasir_seg.INFO.__dict__, "files": (RawFile("kvasir-seg.zip", (), "ab" * 32),)}
+    )
     monkeypatch.setattr(kvasir_seg, "INFO", info)
     with pytest.raises(VerificationError, match="sha256 is .* the published file has abab"):
         kvasir_seg.prepare(archive, tmp_path / "out", allow_partial=True)

@@ -1,5 +1,6 @@
 """Every preparer on tiny raw layouts built here (zip and tar archives with the real naming and
 quirks), checked pixel by pixel against the masks we wrote, plus splits, repairs and metadata."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_scripts import (busi, cvc_clinicdb, digestpath, goals, isic2016, isic2016_ph2, isic2017, kvasir_seg,
-                          montgomery, ph2, polyp_benchmark)
+from data_scripts import (
+    busi,
+    cvc_clinicdb,
+    digestpath,
+    goals,
+    isic2016,
+    isic2016_ph2,
+    isic2017,
+    kvasir_seg,
+    montgomery,
+    ph2,
+    polyp_benchmark,
+)
 from data_scripts.prepare import VerificationError
 from mslib.data import SegmentationFolder, load_dataset
-from tests.fixtures_data import (busi_tree, clinicdb_tree, digestpath_tree, goals_tree, isic_tree, kvasir_tree,
-                                 leftovers, montgomery_tree, pack, ph2_tree, pranet_tree)
+from tests.fixtures_data import (
+    busi_tree,
+    clinicdb_tree,
+    digestpath_tree,
+    goals_tree,
+    isic_tree,
+    kvasir_tree,
+    leftovers,
+    montgomery_tree,
+    pack,
+    ph2_tree,
+    pranet_tree,
+)
 
 
 def meta(root):
@@ -115,8 +138,9 @@ def test_busi_multi_masks_names_and_folds(tmp_path, kind):
     for i, f in enumerate(folds):
         assert sorted(split(root, f"fold{i}_train") + f) == sorted(truth)
         assert {n.split("_")[0] for n in f} == {"benign", "malignant", "normal"}  # stratified: 4 per class / 4 folds
-    assert split(root, "test") == folds[0] and sorted(split(root, "train") + split(root, "val")) == \
-        split(root, "fold0_train")
+    assert split(root, "test") == folds[0] and sorted(split(root, "train") + split(root, "val")) == split(
+        root, "fold0_train"
+    )
     assert_train_val_test(root, set(truth))
     # deterministic: same folds again
     root2 = busi.prepare(tmp_path / "src", tmp_path / "busi2", allow_partial=True)
@@ -158,9 +182,19 @@ def test_isic2016_official_split_from_four_zips(tmp_path):
     root = isic2016.prepare(zips, tmp_path / "isic", allow_partial=True)
     assert split(root, "train_full") == lists["train"] and split(root, "test") == lists["test"]
     assert_train_val_test(root, set(lists["train"] + lists["test"]))
-    np.testing.assert_array_equal(mask(root, "ISIC_0000004"), np.asarray(Image.open(
-        tmp_path / "one" / "ISBI2016_ISIC_Part1_Test_GroundTruth" / "ISBI2016_ISIC_Part1_Test_GroundTruth"
-        / "ISIC_0000004_Segmentation.png")) // 255)
+    np.testing.assert_array_equal(
+        mask(root, "ISIC_0000004"),
+        np.asarray(
+            Image.open(
+                tmp_path
+                / "one"
+                / "ISBI2016_ISIC_Part1_Test_GroundTruth"
+                / "ISBI2016_ISIC_Part1_Test_GroundTruth"
+                / "ISIC_0000004_Segmentation.png"
+            )
+        )
+        // 255,
+    )
     assert sorted(meta(root)["checksum"]) == sorted(z.name for z in zips)
 
 
@@ -182,7 +216,9 @@ def test_isic2016_ph2_combination(tmp_path):
 
 def test_cvc_clinicdb_tif(tmp_path):
     clinicdb_tree(tmp_path / "src", n=5)
-    root = cvc_clinicdb.prepare(pack(tmp_path / "src", tmp_path / "c.tar.gz", "tar"), tmp_path / "c", allow_partial=True)
+    root = cvc_clinicdb.prepare(
+        pack(tmp_path / "src", tmp_path / "c.tar.gz", "tar"), tmp_path / "c", allow_partial=True
+    )
     assert sorted(split(root, "all")) == ["1", "2", "3", "4", "5"]
     assert len(split(root, "test")) == 1 and len(split(root, "train_full")) == 4
     assert len(split(root, "val")) == 1 and len(split(root, "train")) == 3
@@ -203,8 +239,9 @@ def test_polyp_benchmark_subsets_and_names(tmp_path):
 
 def test_montgomery_merges_lungs_grayscale(tmp_path):
     montgomery_tree(tmp_path / "src")
-    root = montgomery.prepare(pack(tmp_path / "src", tmp_path / "NLM-MontgomeryCXRSet.zip"), tmp_path / "mc",
-                              allow_partial=True)
+    root = montgomery.prepare(
+        pack(tmp_path / "src", tmp_path / "NLM-MontgomeryCXRSet.zip"), tmp_path / "mc", allow_partial=True
+    )
     m = mask(root, "MCUCXR_0001_0")
     assert m[1:6, 1:4].all() and m[1:6, 6:9].all() and m.sum() == 30
     assert Image.open(root / "images" / "MCUCXR_0001_0.png").mode == "L" and meta(root)["channels"] == 1
@@ -249,8 +286,23 @@ def test_prepared_dataset_loads_by_name(tmp_path, monkeypatch):
     assert image.shape[0] == 3 and m.max() <= 1 and len(ds) == 4
 
 
-ALL = ["kvasir_seg", "cvc_clinicdb", "polyp_benchmark", "busi", "covid19_ct", "goals", "ph2", "isic2016", "isic2017",
-       "isic2016_ph2", "montgomery", "lung_ct", "digestpath", "acdc", "synapse"]
+ALL = [
+    "kvasir_seg",
+    "cvc_clinicdb",
+    "polyp_benchmark",
+    "busi",
+    "covid19_ct",
+    "goals",
+    "ph2",
+    "isic2016",
+    "isic2017",
+    "isic2016_ph2",
+    "montgomery",
+    "lung_ct",
+    "digestpath",
+    "acdc",
+    "synapse",
+]
 
 
 @pytest.mark.parametrize("module", ALL)
@@ -292,13 +344,30 @@ def test_module_runs_as_a_command(tmp_path):
     kvasir_tree(tmp_path / "src", n=2)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "MSLIB_DATA_DIR": str(tmp_path / "data"), "TQDM_DISABLE": "1"}
-    r = subprocess.run([sys.executable, "-m", "data_scripts.kvasir_seg", "--raw", str(tmp_path / "src"),
-                        "--allow-partial"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "data_scripts.kvasir_seg", "--raw", str(tmp_path / "src"), "--allow-partial"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "JPEG mask thresholded at 128" in r.stdout
-    h = subprocess.run([sys.executable, "-m", "data_scripts.busi", "--help"], cwd=repo, env=env, capture_output=True,
-                       text=True, timeout=120)
-    assert h.returncode == 0 and h.stdout.startswith("usage: python -m data_scripts.busi ") and "--folds" in h.stdout and (tmp_path / "data" / "kvasir-seg" / "dataset.json").is_file()
+    h = subprocess.run(
+        [sys.executable, "-m", "data_scripts.busi", "--help"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        h.returncode == 0
+        and h.stdout.startswith("usage: python -m data_scripts.busi ")
+        and "--folds" in h.stdout
+        and (tmp_path / "data" / "kvasir-seg" / "dataset.json").is_file()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,15 +378,23 @@ def _raw_fixture(module: str, base):
     from tests import fixtures_data as fx
 
     build = {
-        "kvasir_seg": lambda: fx.kvasir_tree(base, n=5), "cvc_clinicdb": lambda: fx.clinicdb_tree(base, n=5),
-        "polyp_benchmark": lambda: fx.pranet_tree(base), "busi": lambda: fx.busi_tree(base),
-        "covid19_ct": lambda: fx.covid_tree(base), "goals": lambda: fx.goals_tree(base),
-        "ph2": lambda: fx.ph2_tree(base), "isic2016": lambda: fx.isic_tree(base, isic2016.PARTS, n=3),
+        "kvasir_seg": lambda: fx.kvasir_tree(base, n=5),
+        "cvc_clinicdb": lambda: fx.clinicdb_tree(base, n=5),
+        "polyp_benchmark": lambda: fx.pranet_tree(base),
+        "busi": lambda: fx.busi_tree(base),
+        "covid19_ct": lambda: fx.covid_tree(base),
+        "goals": lambda: fx.goals_tree(base),
+        "ph2": lambda: fx.ph2_tree(base),
+        "isic2016": lambda: fx.isic_tree(base, isic2016.PARTS, n=3),
         "isic2017": lambda: fx.isic_tree(base, isic2017.PARTS, n=2, suffix="_segmentation", superpixels=True),
-        "isic2016_ph2": lambda: (fx.isic_tree(base / "isic", {"train": isic2016.PARTS["train"]}, n=3),
-                                 fx.ph2_tree(base / "ph2")),
-        "montgomery": lambda: fx.montgomery_tree(base), "lung_ct": lambda: fx.lung_tree(base),
-        "digestpath": lambda: fx.digestpath_tree(base), "acdc": lambda: fx.acdc_h5_tree(base),
+        "isic2016_ph2": lambda: (
+            fx.isic_tree(base / "isic", {"train": isic2016.PARTS["train"]}, n=3),
+            fx.ph2_tree(base / "ph2"),
+        ),
+        "montgomery": lambda: fx.montgomery_tree(base),
+        "lung_ct": lambda: fx.lung_tree(base),
+        "digestpath": lambda: fx.digestpath_tree(base),
+        "acdc": lambda: fx.acdc_h5_tree(base),
         "synapse": lambda: fx.synapse_tree(base),
     }
     build[module]()
@@ -371,7 +448,29 @@ def test_cli_trains_on_a_prepared_dataset(module, tmp_path, monkeypatch, capsys)
     mod = importlib.import_module(f"data_scripts.{module}")
     assert mod.main(["--raw", *_raw_fixture(module, tmp_path / "raw"), "--allow-partial"]) == 0
     out = tmp_path / "run"
-    assert cli.main(["train", "--model", "unet", "--data", mod.INFO.name, "--profile", "quick", "--epochs", "1",
-                     "--image-size", "32", "--batch-size", "2", "--no-progress", "--test", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "unet",
+                "--data",
+                mod.INFO.name,
+                "--profile",
+                "quick",
+                "--epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--batch-size",
+                "2",
+                "--no-progress",
+                "--test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert f"on {mod.INFO.name}:" in text and "test (" in text and (out / "last.pt").is_file()

@@ -1,5 +1,6 @@
 """Downloads against a local HTTP server on 127.0.0.1: checksum right/wrong, cut-off transfer and
 resume (with and without Range support), mirrors, offline failure, and the CLI's --download."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,14 @@ import socket
 import pytest
 
 from data_scripts.common import DatasetInfo, ManualDownloadRequired, RawFile, fetch, make_main
-from data_scripts.download import (ChecksumError, DownloadError, IncompleteDownloadError, OfflineError, download,
-                                   sha256_file)
+from data_scripts.download import (
+    ChecksumError,
+    DownloadError,
+    IncompleteDownloadError,
+    OfflineError,
+    download,
+    sha256_file,
+)
 from tests.fixtures_data import http_server, kvasir_tree, leftovers, pack
 
 PAYLOAD = bytes(range(256)) * 200  # 51200 bytes
@@ -109,8 +116,17 @@ def test_fetch_records_checksum_when_none_is_published(tmp_path, capsys):
 
 
 def test_fetch_manual_dataset_says_what_to_do(tmp_path):
-    info = DatasetInfo("x", "X", "https://home", "terms", "c", "u", "s", files=(RawFile("x.zip"),),
-                       manual="Register on the site and download x.zip.")
+    info = DatasetInfo(
+        "x",
+        "X",
+        "https://home",
+        "terms",
+        "c",
+        "u",
+        "s",
+        files=(RawFile("x.zip"),),
+        manual="Register on the site and download x.zip.",
+    )
     with pytest.raises(ManualDownloadRequired, match="(?s)Register on the site.*x.zip.*--raw"):
         fetch(info, tmp_path)
 
@@ -123,11 +139,16 @@ def test_cli_download_then_prepare(tmp_path, capsys):
     archive = pack(tmp_path / "src", tmp_path / "kvasir-seg.zip")
     data = archive.read_bytes()
     with http_server({"/kvasir-seg.zip": data}) as (url, _):
-        info = DatasetInfo(**{**kvasir_seg.INFO.__dict__, "files": (RawFile("kvasir-seg.zip", (url + "/kvasir-seg.zip",)),)})
+        info = DatasetInfo(
+            **{**kvasir_seg.INFO.__dict__, "files": (RawFile("kvasir-seg.zip", (url + "/kvasir-seg.zip",)),)}
+        )
         main = make_main(info, kvasir_seg.prepare)
-        rc = main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out"), "--allow-partial"])
+        rc = main(
+            ["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out"), "--allow-partial"]
+        )
     assert rc == 0, capsys.readouterr().err
     import json
+
     meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert meta["checksum"]["kvasir-seg.zip"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert meta["num_samples"] == 3 and meta["partial"] is True
@@ -182,8 +203,9 @@ def _kvasir_main(monkeypatch, url, sha256=None):
     """kvasir_seg's command line with its official URL replaced by the local server (and a checksum)."""
     from data_scripts import kvasir_seg
 
-    info = DatasetInfo(**{**kvasir_seg.INFO.__dict__,
-                          "files": (RawFile("kvasir-seg.zip", (url + "/kvasir-seg.zip",), sha256),)})
+    info = DatasetInfo(
+        **{**kvasir_seg.INFO.__dict__, "files": (RawFile("kvasir-seg.zip", (url + "/kvasir-seg.zip",), sha256),)}
+    )
     monkeypatch.setattr(kvasir_seg, "INFO", info)
     return make_main(info, kvasir_seg.prepare)
 
@@ -223,8 +245,9 @@ def test_cli_download_offline_is_quick_and_clear(tmp_path, capsys, monkeypatch):
 
     t0 = time.monotonic()
     main = _kvasir_main(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
-    assert main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out"),
-                 "--timeout", "2"]) == 2
+    assert (
+        main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "out"), "--timeout", "2"]) == 2
+    )
     err = capsys.readouterr().err
     assert time.monotonic() - t0 < 10
     assert err.startswith("error: cannot reach") and "no internet" in err and "--raw" in err

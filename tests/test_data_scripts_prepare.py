@@ -1,12 +1,23 @@
 """Conversion helpers: mask binarisation and its reported repairs, unions, deterministic splits
 and folds, count checks."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from data_scripts.prepare import (VerificationError, add_validation, binarize, check_counts, cv_splits, kfold,
-                                  seeded_split, summarize_repairs, union_masks, window)
+from data_scripts.prepare import (
+    VerificationError,
+    add_validation,
+    binarize,
+    check_counts,
+    cv_splits,
+    kfold,
+    seeded_split,
+    summarize_repairs,
+    union_masks,
+    window,
+)
 from tests.fixtures_data import save, save_mask_1bit, save_mask_jpeg
 
 
@@ -77,7 +88,9 @@ def test_add_validation_holds_out_part_of_the_papers_training_set():
     names = [f"n{i:02d}" for i in range(30)][::-1]  # list order is kept (ACDC lists are not sorted)
     out = add_validation({"train": names, "test": ["t"]}, frac=0.1, seed=0)
     assert out["train_full"] == names and out["test"] == ["t"] and len(out["val"]) == 3
-    assert out["train"] == [n for n in names if n not in out["val"]] and out["val"] == [n for n in names if n in out["val"]]
+    assert out["train"] == [n for n in names if n not in out["val"]] and out["val"] == [
+        n for n in names if n in out["val"]
+    ]
     assert add_validation({"train": list(reversed(names))})["val"] == sorted(out["val"])  # same draw, any order
     # by group: whole patients/cases go to val
     slices = [f"case{c}_slice{s}" for c in range(5) for s in range(3)]

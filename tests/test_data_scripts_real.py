@@ -1,4 +1,5 @@
 """Preparers on real files in their original layouts (../shared/data; skipped when absent)."""
+
 from __future__ import annotations
 
 import json
@@ -48,13 +49,14 @@ def test_kvasir_real_jpeg_masks(tmp_path):
         assert np.mean(m != (raw >= 128)) < 0.005  # independent: luminance threshold
         inside = np.zeros_like(m, bool)  # every polyp pixel lies in one of the published boxes
         for b in boxes[name]["bbox"]:
-            inside[max(0, b["ymin"] - 2):b["ymax"] + 3, max(0, b["xmin"] - 2):b["xmax"] + 3] = True
+            inside[max(0, b["ymin"] - 2) : b["ymax"] + 3, max(0, b["xmin"] - 2) : b["xmax"] + 3] = True
         assert m[~inside].sum() <= 0.001 * m.sum()  # a stray JPEG-noise pixel at most
 
 
 def test_busi_real_multi_masks(tmp_path):
-    picks = [f"benign/benign ({i}){s}.png" for i in (4, 100, 163) for s in ("", "_mask", "_mask_1")] + \
-        [f"{c}/{c} ({i}){s}.png" for c in ("malignant", "normal") for i in (1, 2, 3, 4, 5) for s in ("", "_mask")]
+    picks = [f"benign/benign ({i}){s}.png" for i in (4, 100, 163) for s in ("", "_mask", "_mask_1")] + [
+        f"{c}/{c} ({i}){s}.png" for c in ("malignant", "normal") for i in (1, 2, 3, 4, 5) for s in ("", "_mask")
+    ]
     raw = link_subset(SHARED / "busi" / "Dataset_BUSI_with_GT", tmp_path / "raw" / "Dataset_BUSI_with_GT", picks)
     root = busi.prepare(raw.parent, tmp_path / "busi", allow_partial=True)
     src = SHARED / "busi" / "Dataset_BUSI_with_GT" / "benign"
@@ -65,9 +67,11 @@ def test_busi_real_multi_masks(tmp_path):
     assert all(png(root, "masks", f"normal_{i}").max() == 0 for i in range(1, 6))
     assert ("benign_4", "RGB mask reduced to one channel") in {(r["name"], r["repair"]) for r in meta(root)["repairs"]}
     assert {"benign_100", "benign_163", "benign_4"} <= {
-        r["name"] for r in meta(root)["repairs"] if r["repair"] == "2 masks merged by union"}
-    assert sorted(n for i in range(4) for n in (root / f"splits/fold{i}.txt").read_text().split()) == \
-        sorted((root / "splits/all.txt").read_text().split())
+        r["name"] for r in meta(root)["repairs"] if r["repair"] == "2 masks merged by union"
+    }
+    assert sorted(n for i in range(4) for n in (root / f"splits/fold{i}.txt").read_text().split()) == sorted(
+        (root / "splits/all.txt").read_text().split()
+    )
 
 
 def test_acdc_real_h5(tmp_path):
@@ -89,7 +93,7 @@ def test_acdc_real_h5(tmp_path):
     labeled = (root / "splits/train_labeled_1.txt").read_text().split()
     assert {n.split("_frame")[0] for n in labeled} == {first}
     # SSL4MIS/MCSC label "1 case" as the first 32 lines of train_slices.list: the first patient's slices
-    assert labeled == listed[:len(labeled)] and (len(labeled) == 32 if first == "patient099" else True)
+    assert labeled == listed[: len(labeled)] and (len(labeled) == 32 if first == "patient099" else True)
     assert (root / "splits/train.txt").read_text().split() == listed  # list order kept
     val = VolumeDataset(root, "val")
     assert val.names == [v for v in (SHARED / "acdc/ACDC/val.list").read_text().split()]
@@ -100,13 +104,17 @@ def test_isic2016_real_crops_in_official_layout(tmp_path):
     imgs = sorted((SHARED / "isic2016-crops" / "images").glob("*.jpg"))[:8]
     for i, p in enumerate(imgs):
         part = "Training" if i < len(imgs) // 2 else "Test"
-        for folder, src in ((f"ISBI2016_ISIC_Part1_{part}_Data", p),
-                            (f"ISBI2016_ISIC_Part1_{part}_GroundTruth",
-                             SHARED / "isic2016-crops" / "masks" / f"{p.stem}_Segmentation.png")):
+        for folder, src in (
+            (f"ISBI2016_ISIC_Part1_{part}_Data", p),
+            (
+                f"ISBI2016_ISIC_Part1_{part}_GroundTruth",
+                SHARED / "isic2016-crops" / "masks" / f"{p.stem}_Segmentation.png",
+            ),
+        ):
             (tmp_path / "raw" / folder).mkdir(parents=True, exist_ok=True)
             (tmp_path / "raw" / folder / src.name).symlink_to(src)
     root = isic2016.prepare(tmp_path / "raw", tmp_path / "isic", allow_partial=True)
     name = imgs[-1].stem
     raw = np.asarray(Image.open(SHARED / "isic2016-crops" / "masks" / f"{name}_Segmentation.png"))
     np.testing.assert_array_equal(png(root, "masks", name), (raw == 255).astype(np.uint8))
-    assert (root / "splits/test.txt").read_text().split() == [p.stem for p in imgs[len(imgs) // 2:]]
+    assert (root / "splits/test.txt").read_text().split() == [p.stem for p in imgs[len(imgs) // 2 :]]

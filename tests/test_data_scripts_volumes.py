@@ -1,5 +1,6 @@
 """Volumetric sources: ACDC (h5 slices and NIfTI), Synapse (npz/h5), COVID-19 CT and lung CT
 (NIfTI), the MCSC labelled subsets, and ``VolumeDataset`` for per-volume evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,7 @@ from data_scripts.prepare import VerificationError
 from data_scripts.volume import axial_slices, ct_to_uint8, unit_to_uint8
 from mslib.data.folder import DatasetError
 from mslib.data.volumes import VolumeDataset
-from tests.fixtures_data import (acdc_h5_tree, acdc_nifti_tree, covid_tree, lung_tree, pack, synapse_tree,
-                                 write_nifti)
+from tests.fixtures_data import acdc_h5_tree, acdc_nifti_tree, covid_tree, lung_tree, pack, synapse_tree, write_nifti
 
 
 def meta(root):
@@ -41,13 +41,17 @@ def _quiet():
 @pytest.fixture
 def acdc_root(tmp_path):
     truth = acdc_h5_tree(tmp_path / "src")
-    return acdc.prepare(pack(tmp_path / "src", tmp_path / "ACDC.tar.gz", "tar"), tmp_path / "acdc", allow_partial=True), truth
+    return acdc.prepare(
+        pack(tmp_path / "src", tmp_path / "ACDC.tar.gz", "tar"), tmp_path / "acdc", allow_partial=True
+    ), truth
 
 
 def test_acdc_h5_slices_values_and_lists(acdc_root):
     root, truth = acdc_root
     img, lab = truth["patient005_frame01_slice_1"]
-    np.testing.assert_array_equal(png(root, "images", "patient005_frame01_slice_1"), np.rint(img * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        png(root, "images", "patient005_frame01_slice_1"), np.rint(img * 255).astype(np.uint8)
+    )
     np.testing.assert_array_equal(png(root, "masks", "patient005_frame01_slice_1"), lab)
     vimg, vlab = truth["patient004_frame02"]
     np.testing.assert_array_equal(png(root, "masks", "patient004_frame02_slice_2"), vlab[2])
@@ -68,9 +72,9 @@ def test_acdc_labelled_subsets_follow_list_order(acdc_root):
     assert len(split(root, "train_labeled_3")) == 18
     assert not (root / "splits" / "train_labeled_7.txt").exists()  # only 3 patients in the fixture
     assert meta(root)["labeled_patients"]["3"] == ["patient002", "patient005", "patient009"]
-    assert acdc.labeled_subsets(["patient007_frame01_slice_0", "patient001_frame01_slice_0",
-                                 "patient007_frame02_slice_0"], ks=(1,))["train_labeled_1"] == \
-        ["patient007_frame01_slice_0", "patient007_frame02_slice_0"]
+    assert acdc.labeled_subsets(
+        ["patient007_frame01_slice_0", "patient001_frame01_slice_0", "patient007_frame02_slice_0"], ks=(1,)
+    )["train_labeled_1"] == ["patient007_frame01_slice_0", "patient007_frame02_slice_0"]
 
 
 def test_volume_dataset_yields_whole_volumes(acdc_root):
@@ -100,8 +104,10 @@ def test_volume_dataset_rejects_partial_volumes(acdc_root, tmp_path):
 def test_acdc_h5_out_of_range_image_is_refused(tmp_path):
     acdc_h5_tree(tmp_path / "src")
     from tests.fixtures_data import write_h5
-    write_h5(tmp_path / "src" / "ACDC" / "data" / "patient003_frame01.h5", np.full((3, 6, 7), 300.0),
-             np.zeros((3, 6, 7)))
+
+    write_h5(
+        tmp_path / "src" / "ACDC" / "data" / "patient003_frame01.h5", np.full((3, 6, 7), 300.0), np.zeros((3, 6, 7))
+    )
     with pytest.raises(VerificationError, match="patient003_frame01.h5: image values .* not in \\[0, 1\\]"):
         acdc.prepare(tmp_path / "src", tmp_path / "acdc", allow_partial=True)
     assert not (tmp_path / "acdc").exists()
@@ -117,8 +123,10 @@ def test_acdc_nifti_release_split_and_spacing(tmp_path):
     assert m["spacing"]["patient001_frame01"] == [5.0, 1.5, 1.5]
     # min-max normalisation per volume, then (H, W) = data[:, :, z].T
     import nibabel as nib
-    data = np.asarray(nib.load(str(tmp_path / "src/database/training/patient001/patient001_frame12.nii.gz")).dataobj,
-                      dtype=float)
+
+    data = np.asarray(
+        nib.load(str(tmp_path / "src/database/training/patient001/patient001_frame12.nii.gz")).dataobj, dtype=float
+    )
     expect = np.rint((data - data.min()) / (data.max() - data.min()) * 255)[:, :, 1].T
     np.testing.assert_array_equal(png(root, "images", "patient001_frame12_slice_1"), expect)
     # SSL4MIS lists, when given, decide the split
@@ -135,8 +143,12 @@ def test_acdc_nifti_release_split_and_spacing(tmp_path):
 def test_synapse_npz_and_test_volumes(tmp_path):
     synapse_tree(tmp_path / "src")
     root = synapse.prepare(tmp_path / "src", tmp_path / "syn", allow_partial=True)
-    assert split(root, "train_full") == ["case0005_slice000", "case0005_slice001", "case0006_slice000",
-                                         "case0006_slice001"]
+    assert split(root, "train_full") == [
+        "case0005_slice000",
+        "case0005_slice001",
+        "case0006_slice000",
+        "case0006_slice001",
+    ]
     train, val = split(root, "train"), split(root, "val")  # one whole case held out
     assert len(train) == len(val) == 2 and {n[:8] for n in train} != {n[:8] for n in val}
     assert len({n[:8] for n in val}) == 1 and len(VolumeDataset(root, "val")) == 1
@@ -163,6 +175,7 @@ def test_covid_zenodo_naming_windowing_and_case_split(tmp_path, capsys):
     assert len(m["volumes"]["medseg"]) == 2  # MedSeg slices are all kept
     # lung window on HU data, checked on one slice against a direct computation
     from data_scripts.volume import load_nifti
+
     ct, _ = load_nifti(tmp_path / "src/COVID-19-CT-Seg_20cases/coronacases_org_001.nii.gz")
     z = ct[::-1, ::-1, 2].T
     expect = np.clip(np.rint((z + 1350.0) / 1500.0 * 255), 0, 255)

@@ -1,4 +1,5 @@
 """DDP through the engine: two Gloo processes on the CPU end with identical weights, and learn."""
+
 import os
 import socket
 
@@ -16,8 +17,14 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TQDM_DISABLE="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        TQDM_DISABLE="1",
+    )
     torch.set_num_threads(1)
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -40,8 +47,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     cfg = TrainConfig(epochs=4, lr=0.05, optimizer="adam", schedule="constant", weight_decay=0.0, seed=0)
     h = fit(model, loader, val, loss_fn=loss_fn, config=cfg, out_dir=os.path.join(out_dir, "run"), progress=False)
     assert D.get_world_size() == 1  # fit started the process group, so it also closed it
-    torch.save({"state": model.state_dict(), "records": h.records,
-                "steps": h.last["step"]}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {"state": model.state_dict(), "records": h.records, "steps": h.last["step"]},
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
 
 
 def test_two_process_gloo_ddp(tmp_path):
@@ -49,7 +58,7 @@ def test_two_process_gloo_ddp(tmp_path):
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k, v in r0["state"].items():
-        assert torch.equal(v, r1["state"][k]), k          # parameters and BN buffers identical on both ranks
+        assert torch.equal(v, r1["state"][k]), k  # parameters and BN buffers identical on both ranks
     # each rank saw half of the 24 images per epoch: 3 steps of 4
     assert r0["steps"] == 4 * 3
     losses = [r["train_loss"] for r in r0["records"]]

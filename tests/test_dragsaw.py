@@ -1,5 +1,6 @@
 """PDCR (Liu et al., TMI 2022): foreground ratios (Eq. 4), affinities (Eq. 3, 16, Fig. 5), sampling,
 RF-/H-PDCR losses (Eq. 8-12) against direct loops, gradient orientation, legacy switches."""
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,12 @@ def _ratios(mask, rows, cols, k, m=2):
 
 # ---- Eq. 4: foreground ratios ---------------------------------------------------------------
 
+
 def test_ratios_by_hand_binary():
     mask = torch.zeros(1, 10, 10, dtype=torch.long)
-    mask[0, 2:5, 2:5] = 1                                   # a 3x3 square of foreground
+    mask[0, 2:5, 2:5] = 1  # a 3x3 square of foreground
     rows, cols = torch.tensor([3, 5, 0, 9]), torch.tensor([3, 5, 0, 9])
-    phi = _ratios(mask, rows, cols, 5)                      # (1, 4, 2)
+    phi = _ratios(mask, rows, cols, 5)  # (1, 4, 2)
     # (3,3): all 9 fg pixels inside the 5x5 box; (5,5): box 3..7 holds rows/cols 3,4 -> 4 px;
     # (0,0): box -2..2 holds pixel (2,2) only and 8 in-image background pixels, area 25 (padding counted)
     assert phi[0, :, 1].tolist() == pytest.approx([9 / 25, 4 / 25, 1 / 25, 0.0])
@@ -48,7 +50,7 @@ def test_ratios_by_hand_multiclass():
     mask = torch.tensor([[[0, 1, 1], [2, 2, 1], [0, 0, 3]]])
     phi = _ratios(mask, torch.tensor([1]), torch.tensor([1]), 3, m=4)
     assert phi[0, 0].tolist() == pytest.approx([3 / 9, 3 / 9, 2 / 9, 1 / 9])
-    phi = _ratios(mask, torch.tensor([0]), torch.tensor([2]), 3, m=4)   # corner: 4 in-image pixels of 9
+    phi = _ratios(mask, torch.tensor([0]), torch.tensor([2]), 3, m=4)  # corner: 4 in-image pixels of 9
     assert phi[0, 0].tolist() == pytest.approx([0, 3 / 9, 1 / 9, 0])
 
 
@@ -57,7 +59,7 @@ def test_summed_area_table_equals_avg_pool_with_padding_counted(k):
     torch.manual_seed(k)
     mask = torch.randint(0, 3, (2, 23, 17))
     rows, cols = torch.meshgrid(torch.arange(23), torch.arange(17), indexing="ij")
-    phi = _ratios(mask, rows.flatten(), cols.flatten(), k, m=3)                     # (2, 23*17, 3)
+    phi = _ratios(mask, rows.flatten(), cols.flatten(), k, m=3)  # (2, 23*17, 3)
     pooled = F.avg_pool2d(one_hot_mask(mask, 3).float(), k, stride=1, padding=k // 2, count_include_pad=True)
     torch.testing.assert_close(phi, pooled.flatten(2).transpose(1, 2))
 
@@ -77,27 +79,31 @@ def test_l1_l2_variants():
 
 # ---- no transposition -----------------------------------------------------------------------
 
+
 def test_no_transposition_and_the_legacy_switch():
     """The ratio of the vector at (r, c) is the mask mean around (r, c); the official code reads (c, r)."""
     H = W = 16
     mask = torch.zeros(1, H, W, dtype=torch.long)
-    mask[0, 0:4, 8:16] = 1                                   # top-right band: not symmetric about the diagonal
-    feat = torch.randn(1, 4, H, W)                           # stride 1: feature (r, c) sits on pixel (r, c)
+    mask[0, 0:4, 8:16] = 1  # top-right band: not symmetric about the diagonal
+    feat = torch.randn(1, 4, H, W)  # stride 1: feature (r, c) sits on pixel (r, c)
     rows, cols = grid_positions(H, W, 16)
     for legacy in (False, True):
         loss = PatchDragsawLoss(num_vectors=16, patch_sizes=(5,), legacy_transposed_ratios=legacy)
         d = loss._layer(0, feat, mask, one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2)), None)
         r_at, c_at = (cols, rows) if legacy else (rows, cols)
         padded = F.pad(mask[0].float(), (2, 2, 2, 2))
-        expect = torch.stack([padded[r:r + 5, c:c + 5].mean() for r, c in zip(r_at, c_at)])
+        expect = torch.stack([padded[r : r + 5, c : c + 5].mean() for r, c in zip(r_at, c_at)])
         torch.testing.assert_close(d["phi"][0, 0, :, 1], expect)
     oh, sat = one_hot_mask(mask, 2), summed_area_table(one_hot_mask(mask, 2))
-    phis = [PatchDragsawLoss(16, (5,), legacy_transposed_ratios=t)._layer(0, feat, mask, oh, sat, None)
-            for t in (False, True)]
+    phis = [
+        PatchDragsawLoss(16, (5,), legacy_transposed_ratios=t)._layer(0, feat, mask, oh, sat, None)
+        for t in (False, True)
+    ]
     assert not torch.equal(phis[0]["phi"], phis[1]["phi"])
 
 
 # ---- Eq. 3 and the affinity variants -----------------------------------------------------------
+
 
 def test_affinity_by_hand_symmetric_in_unit_interval_one_on_diagonal():
     phi = torch.tensor([[[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]]])
@@ -116,7 +122,7 @@ def test_center_label_and_dice_affinities_by_hand():
     labels = torch.tensor([[0, 1, 1]])
     assert center_label_affinity(labels)[0].tolist() == [[1, 0, 0], [0, 1, 1], [0, 1, 1]]
     mask = torch.zeros(1, 6, 6, dtype=torch.long)
-    mask[0, :, 0:2] = 1                                      # left two columns foreground
+    mask[0, :, 0:2] = 1  # left two columns foreground
     oh = one_hot_mask(mask, 2)
     p = patch_contents(oh, torch.tensor([0, 0, 0]), torch.tensor([0, 1, 3]), 3)  # patches at cols 0-2, 1-3, 3-5
     d = dice_affinity(p)
@@ -131,6 +137,7 @@ def test_center_label_and_dice_affinities_by_hand():
 
 # ---- sampling -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("h,w,n", [(8, 8, 4), (8, 8, 64), (16, 16, 64), (32, 24, 32), (5, 40, 7), (64, 64, 64)])
 def test_grid_sampling_gives_exactly_n_distinct_in_grid_positions(h, w, n):
     for gen in (None, torch.Generator().manual_seed(3)):
@@ -139,7 +146,7 @@ def test_grid_sampling_gives_exactly_n_distinct_in_grid_positions(h, w, n):
         assert ((rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)).all()
         assert len(set(zip(rows.tolist(), cols.tolist()))) == n
     rows, cols = grid_positions(8, 8, 4)
-    assert len(set(cols.tolist())) == 2                      # a 2x2 grid, not four samples in column 0
+    assert len(set(cols.tolist())) == 2  # a 2x2 grid, not four samples in column 0
 
 
 def test_sampling_is_deterministic_under_a_seed():
@@ -149,12 +156,13 @@ def test_sampling_is_deterministic_under_a_seed():
     l1 = [PatchDragsawLoss(16, seed=5)(feats, mask) for _ in range(2)]
     l2 = PatchDragsawLoss(16, seed=5)
     assert torch.equal(l1[0], l1[1]) and torch.equal(l2(feats, mask), l1[0])
-    assert not torch.equal(l2(feats, mask), l1[0])           # the second step draws a new grid
+    assert not torch.equal(l2(feats, mask), l1[0])  # the second step draws a new grid
     with pytest.raises(ValueError, match="N=100"):
         grid_positions(8, 8, 100)
 
 
 # ---- the loss --------------------------------------------------------------------------------
+
 
 def test_h_pdcr_equals_the_direct_loop():
     feats, mask = make_inputs(2, 32, seed=1)
@@ -178,19 +186,26 @@ def test_cross_layer_rf_pdcr_position_encoding_and_sum_against_loops():
     mask = (torch.rand(1, 16, 16) > 0.5).long()
     feats = [torch.randn(1, 3, 8, 8), torch.randn(1, 5, 4, 4)]
     # cross-layer H-PDCR, one patch size, sum reduction
-    loss = PatchDragsawLoss(num_vectors=(4, 4), patch_sizes=(3,), single_layer=False, cross_layer_pairs=[(0, 1)],
-                            in_channels=[3, 5], reduction="sum", tau=0.7)
+    loss = PatchDragsawLoss(
+        num_vectors=(4, 4),
+        patch_sizes=(3,),
+        single_layer=False,
+        cross_layer_pairs=[(0, 1)],
+        in_channels=[3, 5],
+        reduction="sum",
+        tau=0.7,
+    )
     value = loss(feats, mask)
     vs = []
     for layer, f in enumerate(feats):
         rows, cols = grid_positions(f.shape[-2], f.shape[-1], 4)
         cy, cx = feature_centres(rows, cols, f.shape[-2:], (16, 16))
         v = loss.proj[str(layer)](f[0, :, rows, cols].T)
-        ratios = [F.pad(mask[0].float(), (1, 1, 1, 1))[r:r + 3, c:c + 3].mean().item() for r, c in zip(cy, cx)]
+        ratios = [F.pad(mask[0].float(), (1, 1, 1, 1))[r : r + 3, c : c + 3].mean().item() for r, c in zip(cy, cx)]
         vs.append((v, ratios))
     (va, ra), (vb, rb) = vs
     s = [[F.cosine_similarity(va[i], vb[j], dim=0).item() for j in range(4)] for i in range(4)]
-    w = [[1 - abs(ra[i] - rb[j]) for j in range(4)] for i in range(4)]   # M = 2: mean_m |d| = |d_fg|
+    w = [[1 - abs(ra[i] - rb[j]) for j in range(4)] for i in range(4)]  # M = 2: mean_m |d| = |d_fg|
     assert value.item() == pytest.approx(_eq12_loop(s, w, 0.7), rel=1e-5)
     # RF-PDCR: the box is the receptive field, the ratio's denominator r^2
     rf = receptive_field([(3, 1, 1), (3, 2, 1)])
@@ -199,8 +214,10 @@ def test_cross_layer_rf_pdcr_position_encoding_and_sum_against_loops():
     rows, cols = grid_positions(8, 8, 4)
     (r0, r1), (c0, c1) = rf_boxes(rf, rows), rf_boxes(rf, cols)
     pad = F.pad(mask[0].float(), (rf.size,) * 4)
-    ratios = [pad[a + rf.size:b + rf.size + 1, c + rf.size:d + rf.size + 1].sum().item() / rf.size**2
-              for a, b, c, d in zip(r0, r1, c0, c1)]
+    ratios = [
+        pad[a + rf.size : b + rf.size + 1, c + rf.size : d + rf.size + 1].sum().item() / rf.size**2
+        for a, b, c, d in zip(r0, r1, c0, c1)
+    ]
     v = feats[0][0, :, rows, cols].T
     s = [[F.cosine_similarity(v[i], v[j], dim=0).item() for j in range(4)] for i in range(4)]
     w = [[1 - abs(ratios[i] - ratios[j]) for j in range(4)] for i in range(4)]
@@ -216,7 +233,7 @@ def test_position_encoding_concatenates_the_patch_corners():
     cy, cx = feature_centres(rows, cols, (8, 8), (16, 16))
     pe = torch.stack([(cx - 1) / 16, (cx + 1) / 16, (cy - 1) / 16, (cy + 1) / 16], 1).float()
     v = torch.cat([f[0, :, rows, cols].T, pe], 1)
-    ratios = [F.pad(mask[0].float(), (1, 1, 1, 1))[r:r + 3, c:c + 3].mean().item() for r, c in zip(cy, cx)]
+    ratios = [F.pad(mask[0].float(), (1, 1, 1, 1))[r : r + 3, c : c + 3].mean().item() for r, c in zip(cy, cx)]
     s = [[F.cosine_similarity(v[i], v[j], dim=0).item() for j in range(4)] for i in range(4)]
     w = [[1 - abs(ratios[i] - ratios[j]) for j in range(4)] for i in range(4)]
     assert value.item() == pytest.approx(_eq12_loop(s, w, 1.0), rel=1e-5)
@@ -235,7 +252,7 @@ def test_gradient_orientation_similar_pulled_dissimilar_pushed():
     assert similar.any() and dissimilar.any()
     assert (s.grad[0][similar[0]] < 0).all() and (s.grad[0][dissimilar[0]] > 0).all()
     s.grad = None
-    dragsaw_loss(s, w, legacy_orientation=True).backward()      # the official 2D loss does the opposite
+    dragsaw_loss(s, w, legacy_orientation=True).backward()  # the official 2D loss does the opposite
     assert (s.grad[0][similar[0]] > 0).all() and (s.grad[0][dissimilar[0]] < 0).all()
 
 
@@ -268,10 +285,21 @@ def test_h_pdcr_two_implementations_of_table_vb():
     torch.testing.assert_close(dragsaw_loss(s, affinity(d1["phi"])), expect)
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(affinity="constant"), dict(affinity="rigid"), dict(affinity="center"),
-                                     dict(affinity="dice"), dict(phi_norm="l1"), dict(phi_norm="l2"),
-                                     dict(position_encoding=True), dict(legacy_orientation=True),
-                                     dict(cross_layer_pairs=[(0, 1)], in_channels=[64, 128])])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(affinity="constant"),
+        dict(affinity="rigid"),
+        dict(affinity="center"),
+        dict(affinity="dice"),
+        dict(phi_norm="l1"),
+        dict(phi_norm="l2"),
+        dict(position_encoding=True),
+        dict(legacy_orientation=True),
+        dict(cross_layer_pairs=[(0, 1)], in_channels=[64, 128]),
+    ],
+)
 def test_finite_on_empty_and_full_masks(variant):
     feats, _ = make_inputs(2, 32)
     for fill in (0, 1):

@@ -1,4 +1,5 @@
 """The training engine (mslib.train.engine): optimiser groups, schedules, AMP, checkpoints, resume, metrics."""
+
 import copy
 import csv
 import math
@@ -68,8 +69,10 @@ class TwoPart(nn.Module):
 
 
 def groups(m):
-    return [{"params": m.backbone.parameters(), "lr": 0.005, "name": "backbone"},
-            {"params": m.head.parameters(), "lr": 0.05, "name": "head"}]
+    return [
+        {"params": m.backbone.parameters(), "lr": 0.005, "name": "backbone"},
+        {"params": m.head.parameters(), "lr": 0.05, "name": "head"},
+    ]
 
 
 def test_param_groups_move_by_their_own_sgd_step():
@@ -78,7 +81,7 @@ def test_param_groups_move_by_their_own_sgd_step():
     loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=False)
     model = TwoPart()
     ref = copy.deepcopy(model)
-    bce(ref(x), y).backward()                               # the gradient at the starting point
+    bce(ref(x), y).backward()  # the gradient at the starting point
     h = fit(model, loader, loss_fn=bce, config=cfg(), param_groups=groups, progress=False)
     torch.testing.assert_close(model.backbone.weight, ref.backbone.weight - 0.005 * ref.backbone.weight.grad)
     torch.testing.assert_close(model.head.weight, ref.head.weight - 0.05 * ref.head.weight.grad)
@@ -86,7 +89,7 @@ def test_param_groups_move_by_their_own_sgd_step():
 
 
 def test_schedule_scales_each_group_base_lr(tmp_path):
-    loader = DataLoader(NoisyShapes(n=8), batch_size=2)    # 4 steps per epoch
+    loader = DataLoader(NoisyShapes(n=8), batch_size=2)  # 4 steps per epoch
     c = cfg(epochs=2, schedule="linear", warmup_epochs=0.5, min_lr_ratio=0.1)
     h = fit(TwoPart(), loader, loss_fn=bce, config=c, param_groups=groups, out_dir=tmp_path, progress=False)
     # recorded lr = lr of the last step of each epoch (0-based steps 3 and 7; 8 total, 2 warm-up)
@@ -101,11 +104,13 @@ def test_schedule_scales_each_group_base_lr(tmp_path):
 
 def test_param_group_errors():
     m = TwoPart()
-    with pytest.raises(ValueError, match=r"2 trainable parameter\(s\) are in no param group \(head.weight, head.bias\)"):
+    with pytest.raises(
+        ValueError, match=r"2 trainable parameter\(s\) are in no param group \(head.weight, head.bias\)"
+    ):
         build_optimizer(m, cfg(), [{"params": m.backbone.parameters()}])
     with pytest.raises(ValueError, match="exactly one group"):
         build_optimizer(m, cfg(), [{"params": m.parameters()}, {"params": m.head.parameters()}])
-    m.head.requires_grad_(False)                            # frozen parameters may stay out
+    m.head.requires_grad_(False)  # frozen parameters may stay out
     build_optimizer(m, cfg(), [{"params": m.backbone.parameters()}])
 
 
@@ -136,7 +141,7 @@ def test_gradient_clipping_bounds_the_step():
 
 def test_autocast_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert autocast_settings(cpu, cfg(amp=True)) == (False, None, False)          # off on CPU by default
+    assert autocast_settings(cpu, cfg(amp=True)) == (False, None, False)  # off on CPU by default
     assert autocast_settings(cpu, cfg(amp=True, amp_dtype="bfloat16")) == (True, torch.bfloat16, False)
     assert autocast_settings(cuda, cfg(amp=True)) == (True, torch.float16, True)  # fp16 + GradScaler
     assert autocast_settings(cuda, cfg(amp=True, amp_dtype="bfloat16")) == (True, torch.bfloat16, False)
@@ -157,34 +162,51 @@ def test_step_fn_batch_transform_and_cpu_bf16_autocast():
         logits = ctx.model(images)
         return ctx.loss_fn(logits, masks), {"aux": torch.tensor(2.0), "other": 1.0}
 
-    h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce,
-            config=cfg(amp=True, amp_dtype="bfloat16"), step_fn=step_fn, batch_transform=batch_transform,
-            progress=False)
+    h = fit(
+        tiny_model(),
+        DataLoader(NoisyShapes(4), batch_size=2),
+        loss_fn=bce,
+        config=cfg(amp=True, amp_dtype="bfloat16"),
+        step_fn=step_fn,
+        batch_transform=batch_transform,
+        progress=False,
+    )
     assert seen == {"shape": (2, 1, 8, 8), "crop": (2, 1, 4, 4), "autocast": True}
     assert h.last["train_aux"] == 2.0 and h.last["train_other"] == 1.0
 
 
 def test_non_finite_loss_is_an_error():
     with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
-        fit(tiny_model(), DataLoader(NoisyShapes(4)), loss_fn=lambda lg, m: lg.sum() * float("nan"),
-            config=cfg(), progress=False)
+        fit(
+            tiny_model(),
+            DataLoader(NoisyShapes(4)),
+            loss_fn=lambda lg, m: lg.sum() * float("nan"),
+            config=cfg(),
+            progress=False,
+        )
 
 
 def test_empty_loader_is_an_error():
     with pytest.raises(ValueError, match="yields no batches"):
-        fit(tiny_model(), DataLoader(NoisyShapes(3), batch_size=4, drop_last=True), loss_fn=bce, config=cfg(),
-            progress=False)
+        fit(
+            tiny_model(),
+            DataLoader(NoisyShapes(3), batch_size=4, drop_last=True),
+            loss_fn=bce,
+            config=cfg(),
+            progress=False,
+        )
 
 
 # ------------------------------------------------------------------------------ checkpoints and resume
 def run(out_dir, epochs, callbacks=(), resume=True, model_seed=0, generator=False):
-    gen = torch.Generator().manual_seed(7) if generator else None   # then the loader, not torch's global RNG, shuffles
+    gen = torch.Generator().manual_seed(7) if generator else None  # then the loader, not torch's global RNG, shuffles
     loader = DataLoader(NoisyShapes(n=12), batch_size=4, shuffle=True, generator=gen)
     val = DataLoader(NoisyShapes(n=6, seed=1), batch_size=3)
     model = tiny_model(model_seed)
     c = cfg(epochs=epochs, optimizer="sgd", momentum=0.9, lr=0.05, schedule="cosine", warmup_epochs=1.0, seed=3)
-    h = fit(model, loader, val, loss_fn=bce, config=c, out_dir=out_dir, resume=resume, callbacks=callbacks,
-            progress=False)
+    h = fit(
+        model, loader, val, loss_fn=bce, config=c, out_dir=out_dir, resume=resume, callbacks=callbacks, progress=False
+    )
     return model, h
 
 
@@ -199,7 +221,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, generator)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", epochs=4, callbacks=[interrupt], generator=generator)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
-    resumed_model, resumed_hist = run(tmp_path / "cut", epochs=4, model_seed=123, generator=generator)  # init overwritten
+    resumed_model, resumed_hist = run(
+        tmp_path / "cut", epochs=4, model_seed=123, generator=generator
+    )  # init overwritten
     a, b = state(full_model), state(resumed_model)
     assert a.keys() == b.keys()
     for k in a:
@@ -214,7 +238,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, generator)
 def test_checkpoint_is_weights_only_and_complete(tmp_path):
     model, h = run(tmp_path, epochs=2)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["history.csv", "last.pt"]                  # no temporary files left behind
+    assert files == ["history.csv", "last.pt"]  # no temporary files left behind
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 6 and ckpt["total_steps"] == 6
     assert set(ckpt) >= {"models", "optimizers", "schedulers", "scaler", "history", "rng", "config"}
@@ -262,8 +286,8 @@ class Echo(nn.Module):
 def test_evaluate_binary_hand_computed():
     pred = torch.zeros(2, 1, 4, 4)
     gt = torch.zeros(2, 4, 4, dtype=torch.long)
-    pred[0, 0, :2, :2] = 1        # 4 predicted pixels
-    gt[0, 0, :2] = 1              # 2 true pixels, both predicted: Dice 4/6, IoU 2/4
+    pred[0, 0, :2, :2] = 1  # 4 predicted pixels
+    gt[0, 0, :2] = 1  # 2 true pixels, both predicted: Dice 4/6, IoU 2/4
     # image 1: both empty -> undefined (NaN, ignore_empty) and left out of the mean, not a perfect 1
     out = evaluate(Echo(), DataLoader(TensorDataset(pred, gt), batch_size=1))
     assert out["dice"] == pytest.approx(2 / 3) and out["iou"] == pytest.approx(0.5)
@@ -285,8 +309,15 @@ def test_evaluate_multiclass_mean_over_foreground():
 def test_fit_learns_the_tiny_task_and_records_history(tmp_path):
     loader = DataLoader(NoisyShapes(n=16), batch_size=4, shuffle=True)
     val = DataLoader(NoisyShapes(n=8, seed=1), batch_size=4)
-    h = fit(tiny_model(), loader, val, loss_fn=bce, config=cfg(epochs=6, optimizer="adam", lr=0.05),
-            out_dir=tmp_path, progress=False)
+    h = fit(
+        tiny_model(),
+        loader,
+        val,
+        loss_fn=bce,
+        config=cfg(epochs=6, optimizer="adam", lr=0.05),
+        out_dir=tmp_path,
+        progress=False,
+    )
     assert h.column("epoch") == [1, 2, 3, 4, 5, 6]
     assert h.last["train_loss"] < h[0]["train_loss"]
     assert h.best("val_dice")["val_dice"] > 0.8
@@ -295,8 +326,13 @@ def test_fit_learns_the_tiny_task_and_records_history(tmp_path):
 
 
 def test_history_helpers(tmp_path):
-    h = History([{"epoch": 1, "val_dice": 0.5, "train_loss": 2.0}, {"epoch": 2, "val_dice": 0.7, "train_loss": 3.0},
-                 {"epoch": 3, "val_dice": float("nan"), "train_loss": 1.0, "extra": 1}])
+    h = History(
+        [
+            {"epoch": 1, "val_dice": 0.5, "train_loss": 2.0},
+            {"epoch": 2, "val_dice": 0.7, "train_loss": 3.0},
+            {"epoch": 3, "val_dice": float("nan"), "train_loss": 1.0, "extra": 1},
+        ]
+    )
     assert h.best("val_dice")["epoch"] == 2 and h.best("train_loss")["epoch"] == 3
     assert h.best("train_loss", mode="max")["epoch"] == 2
     assert h.last["epoch"] == 3 and len(h) == 3
@@ -324,8 +360,15 @@ def test_step_context_counts_steps_and_hooks_run_after_every_step():
         return ctx.loss_fn(ctx.model(batch[0]), batch[1])
 
     hooked = []
-    fit(tiny_model(), DataLoader(NoisyShapes(6), batch_size=2), loss_fn=bce, config=cfg(epochs=2), step_fn=step_fn,
-        step_hooks=[lambda ctx, logs: hooked.append(ctx.step)], progress=False)
+    fit(
+        tiny_model(),
+        DataLoader(NoisyShapes(6), batch_size=2),
+        loss_fn=bce,
+        config=cfg(epochs=2),
+        step_fn=step_fn,
+        step_hooks=[lambda ctx, logs: hooked.append(ctx.step)],
+        progress=False,
+    )
     assert seen == [(e, 3 * e + i, 6, 3) for e in range(2) for i in range(3)]
     assert hooked == list(range(6))
 
@@ -339,17 +382,31 @@ def test_steps_per_epoch_cycles_the_loader_and_stop_ends_training():
             ctx.stop()
         return ctx.loss_fn(ctx.model(batch[0]), batch[1])
 
-    h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce,
-            config=cfg(epochs=3, steps_per_epoch=5), step_fn=step_fn, progress=False)
+    h = fit(
+        tiny_model(),
+        DataLoader(NoisyShapes(4), batch_size=2),
+        loss_fn=bce,
+        config=cfg(epochs=3, steps_per_epoch=5),
+        step_fn=step_fn,
+        progress=False,
+    )
     assert len(n) == 7 and [r["step"] for r in h] == [5, 7]
 
 
 def test_step_returning_none_skips_the_update():
     model = tiny_model()
     before = state(model)
-    h = fit(model, DataLoader(NoisyShapes(4), batch_size=2), loss_fn=bce, config=cfg(), step_fn=lambda ctx, b: None,
-            progress=False)
-    assert all(torch.equal(v, state(model)[k]) for k, v in before.items() if "running" not in k and "num_batches" not in k)
+    h = fit(
+        model,
+        DataLoader(NoisyShapes(4), batch_size=2),
+        loss_fn=bce,
+        config=cfg(),
+        step_fn=lambda ctx, b: None,
+        progress=False,
+    )
+    assert all(
+        torch.equal(v, state(model)[k]) for k, v in before.items() if "running" not in k and "num_batches" not in k
+    )
     assert math.isnan(h.last["train_loss"])
 
 
@@ -365,7 +422,7 @@ def two_model_run(out_dir, epochs, interrupt_at=None, seed=0):
         a, b = ctx.model["a"], ctx.model["b"]
         sup = bce(a(xl), yl) + bce(b(xl), yl)
         pa, pb = a(xu), b(xu)
-        w = ctx.step / ctx.total_steps             # a ramp-up by iteration
+        w = ctx.step / ctx.total_steps  # a ramp-up by iteration
         cross = bce(pa, (pb.detach() > 0)[:, 0].long()) + bce(pb, (pa.detach() > 0)[:, 0].long())
         return sup + w * cross, {"cross": cross.detach()}
 
@@ -374,9 +431,18 @@ def two_model_run(out_dir, epochs, interrupt_at=None, seed=0):
             raise KeyboardInterrupt
 
     c = cfg(epochs=epochs, seed=3, steps_per_epoch=3, optimizer="sgd", momentum=0.9, schedule="cosine")
-    h = fit(models, {"labelled": lab, "unlabelled": unl}, DataLoader(NoisyShapes(4, seed=9), batch_size=2),
-            config=c, optim_configs={"b": cfg(lr=0.01, optimizer="adam", schedule="poly")}, step_fn=step_fn,
-            out_dir=out_dir, callbacks=[interrupt], best_metric="val_a_dice", progress=False)
+    h = fit(
+        models,
+        {"labelled": lab, "unlabelled": unl},
+        DataLoader(NoisyShapes(4, seed=9), batch_size=2),
+        config=c,
+        optim_configs={"b": cfg(lr=0.01, optimizer="adam", schedule="poly")},
+        step_fn=step_fn,
+        out_dir=out_dir,
+        callbacks=[interrupt],
+        best_metric="val_a_dice",
+        progress=False,
+    )
     return models, h
 
 
@@ -401,6 +467,13 @@ def test_several_models_need_a_step_fn():
 
 
 def test_evaluate_fn_replaces_validation():
-    h = fit(tiny_model(), DataLoader(NoisyShapes(4), batch_size=2), DataLoader(NoisyShapes(2)), loss_fn=bce,
-            config=cfg(), evaluate_fn=lambda ctx, loader: {"custom": float(len(loader)) + ctx.epoch}, progress=False)
+    h = fit(
+        tiny_model(),
+        DataLoader(NoisyShapes(4), batch_size=2),
+        DataLoader(NoisyShapes(2)),
+        loss_fn=bce,
+        config=cfg(),
+        evaluate_fn=lambda ctx, loader: {"custom": float(len(loader)) + ctx.epoch},
+        progress=False,
+    )
     assert h.last["val_custom"] == 2.0 and "val_dice" not in h.last

@@ -1,9 +1,10 @@
 """environment.yml (conda users) and pyproject.toml must name the same packages."""
+
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from tools.book import ROOT
@@ -20,7 +21,7 @@ def test_environment_matches_pyproject():
     extras = project["optional-dependencies"]
     wanted = {_name(r) for r in project["dependencies"]}
     todo, seen = ["book", "test"], set()
-    while todo:                                     # "mslib[data,viz]" pulls in those extras too
+    while todo:  # "mslib[data,viz]" pulls in those extras too
         extra = todo.pop()
         seen.add(extra)
         for req in extras[extra]:
@@ -38,9 +39,12 @@ def test_environment_matches_pyproject():
             names.add(CONDA_TO_PYPI.get(_name(dep), _name(dep)))
     names |= {_name(p) for p in pip_lines if not p.startswith("-")}
     names -= {"python", "pip"}
-    assert any(p.replace(" ", "").startswith("-e.[book,test]") or "-e .[book,test]" in p for p in pip_lines), \
+    assert any(p.replace(" ", "").startswith("-e.[book,test]") or "-e .[book,test]" in p for p in pip_lines), (
         "environment.yml must install the project itself with pip: -e .[book,test]"
-    assert names == wanted, f"only in environment.yml: {sorted(names - wanted)}; only in pyproject: {sorted(wanted - names)}"
+    )
+    assert names == wanted, (
+        f"only in environment.yml: {sorted(names - wanted)}; only in pyproject: {sorted(wanted - names)}"
+    )
 
 
 def test_torch_unpinned_above():

@@ -1,4 +1,5 @@
 """SegmentationFolder on well-formed data, and load_dataset / list_datasets."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from mslib.data import (PreparedWriter, SegmentationFolder, build_transforms, list_datasets, load_dataset)
-from mslib.data import registry
+from mslib.data import PreparedWriter, SegmentationFolder, build_transforms, list_datasets, load_dataset, registry
 
 
 def _pairs(root, names):
@@ -97,8 +97,9 @@ def test_mixed_sizes_are_fine_and_resize_makes_them_batchable(tmp_path):
     rng = np.random.default_rng(0)
     with PreparedWriter(tmp_path / "mixed", name="mixed", classes=["bg", "fg"]) as w:
         for i, (h, wd) in enumerate([(10, 12), (16, 9), (20, 20)]):
-            w.add(f"m{i}", rng.integers(0, 256, (h, wd, 3), dtype=np.uint8),
-                  rng.integers(0, 2, (h, wd), dtype=np.uint8))
+            w.add(
+                f"m{i}", rng.integers(0, 256, (h, wd, 3), dtype=np.uint8), rng.integers(0, 2, (h, wd), dtype=np.uint8)
+            )
         w.set_splits({"train": ["m0", "m1", "m2"]})
     ds = SegmentationFolder(tmp_path / "mixed", "train")
     assert [tuple(ds[i][1].shape) for i in range(3)] == [(10, 12), (16, 9), (20, 20)]
@@ -171,8 +172,9 @@ def test_synthetic_generated_once_and_cached(session_data_dir):
     stamp = os.stat(ds.root / "dataset.json").st_mtime_ns
     again = load_dataset("synthetic-polyp", "val", n=12, size=32, seed=5)
     assert again.root == ds.root and os.stat(ds.root / "dataset.json").st_mtime_ns == stamp
-    assert sorted(ds.names + again.names + load_dataset("synthetic-polyp", "test", n=12, size=32, seed=5).names) \
-        == sorted(load_dataset("synthetic-polyp", None, n=12, size=32, seed=5).names)
+    assert sorted(
+        ds.names + again.names + load_dataset("synthetic-polyp", "test", n=12, size=32, seed=5).names
+    ) == sorted(load_dataset("synthetic-polyp", None, n=12, size=32, seed=5).names)
     # the generator's samples, bit for bit
     index = int(ds.names[0].split("_")[1])
     img, mask = mod.make_sample("polyp", 32, mod.sample_rng("polyp", 5, index))

@@ -2,6 +2,7 @@
 
 `make lint` runs the same three commands; these tests put them inside `make test`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -35,12 +36,15 @@ def test_import_contracts_hold():
     assert "0 broken" in r.stdout
 
 
-@pytest.mark.parametrize("source, target", [
-    ("blocks", "mslib.models.unet"),          # bottom layer importing a model
-    ("models", "mslib.losses.structure"),     # a model importing a loss
-    ("data", "mslib.models.unet"),            # data knowing a model
-    ("metrics_probe", "data_scripts"),        # mslib importing data_scripts
-])
+@pytest.mark.parametrize(
+    "source, target",
+    [
+        ("blocks", "mslib.models.unet"),  # bottom layer importing a model
+        ("models", "mslib.losses.structure"),  # a model importing a loss
+        ("data", "mslib.models.unet"),  # data knowing a model
+        ("metrics_probe", "data_scripts"),  # mslib importing data_scripts
+    ],
+)
 def test_import_contracts_catch_a_violation(tmp_path, source, target):
     """The contracts are not vacuous: one forbidden import in a copy of the package breaks them."""
     shutil.copytree(ROOT / "mslib", tmp_path / "mslib", ignore=shutil.ignore_patterns("__pycache__"))

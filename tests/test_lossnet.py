@@ -1,4 +1,5 @@
 """LossNet (M2SNet Eq. 5-6): frozen VGG-16 cut at relu1_2/2_2/3_3/4_3, and the total loss (Eq. 4)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,7 @@ def lossnet():
 
 def test_cut_points_are_relu1_2_relu2_2_relu3_3_relu4_3(lossnet):
     assert VGG_CUTS == (3, 8, 15, 22)
-    reference = make_layers(cfgs["D"])               # torchvision's vgg16().features
+    reference = make_layers(cfgs["D"])  # torchvision's vgg16().features
     names, conv, block = [], 0, 1
     for i, layer in enumerate(reference[:23]):
         if isinstance(layer, nn.MaxPool2d):
@@ -110,7 +111,7 @@ def test_weights_offline_auto_warns_true_fails(tmp_path):
 
 def test_loads_torchvision_file_layout_from_local_path(tmp_path, lossnet):
     state = {f"features.{k}": torch.randn_like(v) for k, v in make_layers(cfgs["D"]).state_dict().items()}
-    state["classifier.0.weight"] = torch.zeros(2, 2)   # ignored: LossNet keeps only features[:23]
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored: LossNet keeps only features[:23]
     torch.save(state, tmp_path / "vgg16.pth")
     ln = LossNet(pretrained=tmp_path / "vgg16.pth")
     assert ln.pretrained_loaded

@@ -1,4 +1,5 @@
 """MSNet / M2SNet: parameter counts, MMSM wiring (Eq. 3, Fig. 2), decoder, variants, param groups, profiles."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,26 +49,43 @@ def small(**kw):
 # ----------------------------------------------------------------- parameter counts (Table VI / VIII)
 def test_parameter_counts_msnet_and_m2snet_are_identical_and_official():
     msnet, m2snet = MSNet(), M2SNet()
-    assert count_parameters(msnet) == 27_692_329        # official MSNet without its unused fc
-    assert count_parameters(m2snet) == 27_692_329       # the MSU adds exactly zero parameters
+    assert count_parameters(msnet) == 27_692_329  # official MSNet without its unused fc
+    assert count_parameters(m2snet) == 27_692_329  # the MSU adds exactly zero parameters
     assert count_parameters(M2SNet(unit="au")) == 27_692_329
     assert set(msnet.state_dict()) == set(m2snet.state_dict())
     # variants: 10 units of extra learnable branches each
     per_aspp = 2 * (64 * 64 + 2 * 64 * 64 * 9)
     per_dense = 64 * 64 + 128 * 64 * 9 + 192 * 64 * 9 + 3 * 128
-    assert count_parameters(M2SNet(unit="msu_aspp")) == 27_692_329 + 10 * per_aspp          # paper: 29.2 M
-    assert count_parameters(M2SNet(unit="msu_denseaspp")) == 27_692_329 + 10 * per_dense     # paper: 29.6 M
+    assert count_parameters(M2SNet(unit="msu_aspp")) == 27_692_329 + 10 * per_aspp  # paper: 29.2 M
+    assert count_parameters(M2SNet(unit="msu_denseaspp")) == 27_692_329 + 10 * per_dense  # paper: 29.6 M
     # eq3 wiring: two more CE convs, no CE-less level, no second 2048 -> 64 reducer
     cbr64 = 64 * 64 * 9 + 64 + 128
     assert count_parameters(M2SNet(wiring="eq3")) == 27_692_329 + 2 * cbr64 - (2048 * 64 * 9 + 64 + 128)
 
 
 def test_ten_units_four_decoder_blocks_single_output():
-    for unit, cls in [("su", SubtractionUnit), ("msu", MultiScaleSubtractionUnit), ("au", AdditionUnit),
-                      ("msu_aspp", AsppSubtractionUnit), ("msu_denseaspp", DenseAsppSubtractionUnit)]:
+    for unit, cls in [
+        ("su", SubtractionUnit),
+        ("msu", MultiScaleSubtractionUnit),
+        ("au", AdditionUnit),
+        ("msu_aspp", AsppSubtractionUnit),
+        ("msu_denseaspp", DenseAsppSubtractionUnit),
+    ]:
         m = small(unit=unit)
-        units = [u for u in m.modules() if isinstance(u, (SubtractionUnit, MultiScaleSubtractionUnit, AdditionUnit,
-                                                           AsppSubtractionUnit, DenseAsppSubtractionUnit))]
+        units = [
+            u
+            for u in m.modules()
+            if isinstance(
+                u,
+                (
+                    SubtractionUnit,
+                    MultiScaleSubtractionUnit,
+                    AdditionUnit,
+                    AsppSubtractionUnit,
+                    DenseAsppSubtractionUnit,
+                ),
+            )
+        ]
         assert len(units) == 10 and all(type(u) is cls for u in units)
         assert sorted(m.units) == sorted(f"n{n}_i{i}" for n in range(2, 6) for i in range(1, 7 - n))
     m = small()
@@ -90,13 +108,13 @@ def test_mmsm_and_decoder_follow_the_equations():
                 for i in range(1, 7 - n):
                     torch.testing.assert_close(ms[(n, i)], m.units[f"n{n}_i{i}"](ms[(n - 1, i + 1)], ms[(n - 1, i)]))
             assert len(ms) == 5 + 10
-            if wiring == "official":   # differential features only, CE^4 without conv, separate top reducer
+            if wiring == "official":  # differential features only, CE^4 without conv, separate top reducer
                 assert sorted(ce) == [1, 2, 3, 4]
                 torch.testing.assert_close(ce[4], ms[(2, 4)])
                 for i in (1, 2, 3):
                     torch.testing.assert_close(ce[i], m.ce[f"ce{i}"](sum(ms[(n, i)] for n in range(2, 7 - i))))
                 torch.testing.assert_close(f["top"], m.top(f["encoder"][4]))
-            else:                      # Eq. 3 literally, n = 1 .. 6 - i
+            else:  # Eq. 3 literally, n = 1 .. 6 - i
                 assert sorted(ce) == [1, 2, 3, 4, 5]
                 for i in range(1, 6):
                     torch.testing.assert_close(ce[i], m.ce[f"ce{i}"](sum(ms[(n, i)] for n in range(1, 7 - i))))
@@ -105,9 +123,10 @@ def test_mmsm_and_decoder_follow_the_equations():
             for i in (4, 3, 2, 1):
                 d = m.decoder[f"d{i}"](upsample_to(d, ce[i]) + ce[i])
                 torch.testing.assert_close(dec[i], d)
-            assert dec[1].shape[-1] == 64 // 4           # head at 1/4 resolution
-            torch.testing.assert_close(logits, F.interpolate(m.head(d), size=(64, 64), mode="bilinear",
-                                                             align_corners=False))
+            assert dec[1].shape[-1] == 64 // 4  # head at 1/4 resolution
+            torch.testing.assert_close(
+                logits, F.interpolate(m.head(d), size=(64, 64), mode="bilinear", align_corners=False)
+            )
 
 
 @pytest.mark.slow
@@ -116,13 +135,18 @@ def test_shapes_at_352_as_official():
     with torch.no_grad():
         y, f = m(torch.rand(1, 3, 352, 352), return_features=True)
     assert y.shape == (1, 1, 352, 352)
-    assert [tuple(e.shape[1:]) for e in f["encoder"]] == [(64, 88, 88), (256, 88, 88), (512, 44, 44),
-                                                          (1024, 22, 22), (2048, 11, 11)]
+    assert [tuple(e.shape[1:]) for e in f["encoder"]] == [
+        (64, 88, 88),
+        (256, 88, 88),
+        (512, 44, 44),
+        (1024, 22, 22),
+        (2048, 11, 11),
+    ]
     assert {i: t.shape[-1] for i, t in f["ce"].items()} == {1: 88, 2: 88, 3: 44, 4: 22}
 
 
 def test_box_and_literal_conv_msu_give_the_same_network():
-    m = small().double()      # float64: the 5x5 box sums are 1600x larger than the inputs
+    m = small().double()  # float64: the 5x5 box sums are 1600x larger than the inputs
     ref = small(unit_kwargs={"impl": "conv"}).double()
     ref.load_state_dict(m.state_dict())
     x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
@@ -131,7 +155,7 @@ def test_box_and_literal_conv_msu_give_the_same_network():
 
 
 def test_orders_subsets_for_table_vii():
-    base = small(wiring="eq3", orders=(1,))                 # FPN baseline: no subtraction unit at all
+    base = small(wiring="eq3", orders=(1,))  # FPN baseline: no subtraction unit at all
     assert len(base.units) == 0
     _, f = base(torch.rand(1, 3, 64, 64), return_features=True)
     assert set(f["ms"]) == {(1, i) for i in range(1, 6)}
@@ -157,7 +181,7 @@ def test_param_groups_split_backbone_and_rest_and_really_get_their_lrs():
     m = small()
     groups = m2snet_param_groups(m, 0.005, 0.05)
     ids = [id(p) for g in groups for p in g["params"]]
-    assert len(ids) == len(set(ids)) == len(list(m.parameters()))          # every parameter exactly once
+    assert len(ids) == len(set(ids)) == len(list(m.parameters()))  # every parameter exactly once
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in m.backbone.parameters()}
     cfg = get_config("m2snet", "paper")
     opt = build_optimizer(m, dataclasses.replace(cfg, momentum=0.0, weight_decay=0.0), groups)
@@ -208,8 +232,7 @@ def test_transforms_resize_and_imagenet_normalise():
 
 @pytest.mark.slow
 def test_paper_profile_one_training_step_at_352_on_cpu(tmp_path):
-    cfg = get_config("m2snet", "paper", pretrained=False, lossnet_pretrained=False, epochs=1, batch_size=1,
-                     amp=False)
+    cfg = get_config("m2snet", "paper", pretrained=False, lossnet_pretrained=False, epochs=1, batch_size=1, amp=False)
     model = build_m2snet(cfg)
     assert count_parameters(model) == 27_692_329
     ds = TensorDataset(torch.rand(1, 3, 352, 352), (torch.rand(1, 352, 352) > 0.5).long())
@@ -236,12 +259,18 @@ def test_quick_profile_learns_on_synthetic_polyps():
     torch.manual_seed(cfg.seed)
     model = build_m2snet(cfg)
     g = torch.Generator().manual_seed(0)
-    fit(model, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True), None,
-        config=cfg, progress=False, **training_kwargs(cfg))
+    fit(
+        model,
+        DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True),
+        None,
+        config=cfg,
+        progress=False,
+        **training_kwargs(cfg),
+    )
     dice = evaluate(model, DataLoader(val, batch_size=16))["dice"]
     masks = torch.stack([val[i][1] for i in range(len(val))]).float()
     fg = masks.flatten(1).sum(1)
-    all_foreground = (2 * fg / (fg + masks[0].numel())).mean().item()   # Dice of predicting "polyp" everywhere
+    all_foreground = (2 * fg / (fg + masks[0].numel())).mean().item()  # Dice of predicting "polyp" everywhere
     assert dice > all_foreground + 0.1, (dice, all_foreground)
 
 
@@ -252,10 +281,20 @@ def test_paper_schedule_at_chosen_steps_for_both_groups():
     4 epochs of one step, warm-up 2 epochs: factors (t + 1) / 2 for t < 2, then 1 - (t - 2) / 2.
     fit records the lr each group used at the epoch's last step.
     """
-    cfg = get_config("m2snet", "paper", pretrained=False, lossnet_weight=0.0, multiscale_sizes=None, epochs=4,
-                     warmup_epochs=2.0, batch_size=1, amp=False, **SMALL)
+    cfg = get_config(
+        "m2snet",
+        "paper",
+        pretrained=False,
+        lossnet_weight=0.0,
+        multiscale_sizes=None,
+        epochs=4,
+        warmup_epochs=2.0,
+        batch_size=1,
+        amp=False,
+        **SMALL,
+    )
     model = build_m2snet(cfg)
-    ds = TensorDataset(torch.rand(1, 3, 64, 64), (torch.rand(1, 64, 64) > 0.5).long())   # level 5: 2 x 2
+    ds = TensorDataset(torch.rand(1, 3, 64, 64), (torch.rand(1, 64, 64) > 0.5).long())  # level 5: 2 x 2
     hist = fit(model, DataLoader(ds, batch_size=1), None, config=cfg, progress=False, **training_kwargs(cfg))
     factors = [0.5, 1.0, 1.0, 0.5]
     assert hist.column("lr_backbone") == pytest.approx([0.005 * f for f in factors])

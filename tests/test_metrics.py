@@ -1,4 +1,5 @@
 """Tests of mslib.metrics: hand-computed values, independent computations, reference libraries."""
+
 from __future__ import annotations
 
 import math
@@ -130,10 +131,44 @@ HALF[:, :3] = 1
     "pred, gt, expected",
     [
         (E, E, dict(dice=1, iou=1, precision=1, recall=1, specificity=1, accuracy=1, hammoude_distance=0, xor_error=0)),
-        (E, HALF, dict(dice=0, iou=0, precision=0, recall=0, specificity=1, accuracy=0.5, hammoude_distance=1, xor_error=1)),
-        (HALF, E, dict(dice=0, iou=0, precision=0, recall=0, specificity=0.5, accuracy=0.5, hammoude_distance=1, xor_error=math.inf)),
-        (F_, F_, dict(dice=1, iou=1, precision=1, recall=1, specificity=1, accuracy=1, hammoude_distance=0, xor_error=0)),
-        (HALF, F_, dict(dice=2 / 3, iou=0.5, precision=1, recall=0.5, specificity=0, accuracy=0.5, hammoude_distance=0.5, xor_error=0.5)),
+        (
+            E,
+            HALF,
+            dict(dice=0, iou=0, precision=0, recall=0, specificity=1, accuracy=0.5, hammoude_distance=1, xor_error=1),
+        ),
+        (
+            HALF,
+            E,
+            dict(
+                dice=0,
+                iou=0,
+                precision=0,
+                recall=0,
+                specificity=0.5,
+                accuracy=0.5,
+                hammoude_distance=1,
+                xor_error=math.inf,
+            ),
+        ),
+        (
+            F_,
+            F_,
+            dict(dice=1, iou=1, precision=1, recall=1, specificity=1, accuracy=1, hammoude_distance=0, xor_error=0),
+        ),
+        (
+            HALF,
+            F_,
+            dict(
+                dice=2 / 3,
+                iou=0.5,
+                precision=1,
+                recall=0.5,
+                specificity=0,
+                accuracy=0.5,
+                hammoude_distance=0.5,
+                xor_error=0.5,
+            ),
+        ),
     ],
     ids=["both-empty", "empty-pred", "empty-gt", "both-full", "full-gt"],
 )
@@ -327,7 +362,17 @@ def test_saliency_metrics_match_pysodmetrics_uint8_api_with_minmax():
 
 @pytest.mark.parametrize(
     "case",
-    ["empty-gt", "full-gt", "const-0", "const-0.5", "const-1", "pred=gt", "const-empty-gt", "one-pixel-gt", "binary-pred"],
+    [
+        "empty-gt",
+        "full-gt",
+        "const-0",
+        "const-0.5",
+        "const-1",
+        "pred=gt",
+        "const-empty-gt",
+        "one-pixel-gt",
+        "binary-pred",
+    ],
 )
 def test_saliency_edge_cases_match_pysodmetrics(case):
     rng = np.random.default_rng(7)
@@ -512,8 +557,8 @@ def test_multiclass_dice_skips_a_class_absent_from_both():
     """Issue 12's example: one class scored 2/3, the other two absent from both -> 0.667, not 0.889."""
     gt = torch.zeros(1, 4, 4, dtype=torch.int64)
     pred = torch.zeros(1, 4, 4, dtype=torch.int64)
-    gt[0, 0, :2] = 1          # class 1: |G| = 2
-    pred[0, 0, :1] = 1        # |A| = 1, |A∩G| = 1 -> Dice 2*1/(1+2) = 2/3; classes 2, 3 absent
+    gt[0, 0, :2] = 1  # class 1: |G| = 2
+    pred[0, 0, :1] = 1  # |A| = 1, |A∩G| = 1 -> Dice 2*1/(1+2) = 2/3; classes 2, 3 absent
     got = M.dice(pred, gt, num_classes=4, reduction="mean")
     assert got.item() == pytest.approx(2 / 3)
     old = M.dice(pred, gt, num_classes=4, reduction="mean", ignore_empty=False)
@@ -526,11 +571,11 @@ def test_image_with_no_class_present_is_nan_and_skipped_by_summarize():
     gt = torch.zeros(2, 4, 4, dtype=torch.int64)
     pred = torch.zeros(2, 4, 4, dtype=torch.int64)
     gt[0, :2] = 1
-    pred[0, :1] = 1                                     # image 0: Dice 2*4/(4+8) = 2/3; image 1: all background
+    pred[0, :1] = 1  # image 0: Dice 2*4/(4+8) = 2/3; image 1: all background
     v = M.dice(pred, gt, num_classes=3, reduction="mean")
     assert v[0].item() == pytest.approx(2 / 3) and math.isnan(v[1].item())
     assert M.summarize({"dice": v}) == {"dice": pytest.approx(2 / 3)}
-    total, count = M.nan_sum_count(M.dice(pred, gt, num_classes=3))   # (B, C): class mean per image first
+    total, count = M.nan_sum_count(M.dice(pred, gt, num_classes=3))  # (B, C): class mean per image first
     assert (float(total), float(count)) == (pytest.approx(2 / 3), 1.0)
     with pytest.warns(UserWarning, match="every value is NaN"):
         assert math.isnan(M.summarize({"dice": v[1:]})["dice"])
@@ -538,14 +583,14 @@ def test_image_with_no_class_present_is_nan_and_skipped_by_summarize():
 
 def test_tracker_and_summarize_agree_with_the_engine_rule():
     tracker = M.MetricTracker()
-    tracker.update(dice=torch.tensor([[0.5, math.nan], [0.2, 0.4]]))       # per-class values (B, C)
+    tracker.update(dice=torch.tensor([[0.5, math.nan], [0.2, 0.4]]))  # per-class values (B, C)
     tracker.update(dice=torch.tensor([[1.0, math.nan], [math.nan, math.nan]]))
     # per image: 0.5, 0.3, 1.0, NaN (skipped)
     assert tracker.compute() == {"dice": pytest.approx((0.5 + 0.3 + 1.0) / 3)}
 
 
 def test_binarize_target_is_the_one_binarisation():
-    m = torch.tensor([[[[0.0, 0.2], [0.7, 1.0]]]])                  # (B, 1, H, W) probabilities
+    m = torch.tensor([[[[0.0, 0.2], [0.7, 1.0]]]])  # (B, 1, H, W) probabilities
     assert M.binarize_target(m).tolist() == [[[False, False], [True, True]]]
     assert M.binarize_target(torch.tensor([[0, 1]])).dtype == torch.bool
     assert M.binarize_target(np.array([[0, 1]], dtype=np.uint8)).tolist() == [[False, True]]

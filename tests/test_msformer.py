@@ -1,4 +1,5 @@
 """MS-Former model (MS-Former Sec. 2.2, 3.1, Eq. 3)."""
+
 import pytest
 import torch
 
@@ -109,7 +110,7 @@ def test_config_defaults_and_published_setting():
     assert (cfg.n_clusters, cfg.mlp_ratio) == (10, 2.0)
     pub = dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED)
     assert pub.out_norm is False and tuple(pub.lambdas) == (1.0, 2.0, 1.2)
-    assert (pub.n_clusters, pub.mlp_ratio) == (100, 4.0)          # the official code's K and Mix-FFN width
+    assert (pub.n_clusters, pub.mlp_ratio) == (100, 4.0)  # the official code's K and Mix-FFN width
     # the paper's other loss values stay reachable and every lambda is within the (0, 2) grid of Appendix A
     assert all(0 <= v <= 2 for v in cfg.lambdas)
     assert "PUBLISHED" not in {f.name for f in dataclasses.fields(MSFormerConfig)}
@@ -121,8 +122,18 @@ def test_class_defaults_are_the_config_defaults():
     from mslib.configs import MSFormerConfig
 
     cfg, sig = MSFormerConfig(), inspect.signature(MSFormer).parameters
-    for name, field in (("n_clusters", "n_clusters"), ("mlp_ratio", "mlp_ratio"), ("out_norm", "out_norm"),
-                        ("dim", "dim"), ("depth", "depth"), ("heads", "heads"), ("intra_dim", "intra_dim"),
-                        ("intra_grid", "intra_grid"), ("intra_cell", "intra_cell"), ("shift", "shift"),
-                        ("shift_mode", "shift_mode"), ("patch_embed", "patch_embed")):
+    for name, field in (
+        ("n_clusters", "n_clusters"),
+        ("mlp_ratio", "mlp_ratio"),
+        ("out_norm", "out_norm"),
+        ("dim", "dim"),
+        ("depth", "depth"),
+        ("heads", "heads"),
+        ("intra_dim", "intra_dim"),
+        ("intra_grid", "intra_grid"),
+        ("intra_cell", "intra_cell"),
+        ("shift", "shift"),
+        ("shift_mode", "shift_mode"),
+        ("patch_embed", "patch_embed"),
+    ):
         assert sig[name].default == getattr(cfg, field), name

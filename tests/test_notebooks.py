@@ -6,6 +6,7 @@ tests/chapter_expectations.py and (2) that every cell marked ``# NBVAL_CHECK_OUT
 prints exactly what the stored notebook shows (nbval's rule, without a second run).
 A failing chapter's executed copy is kept under ``_build/failed/`` with its traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,4 +75,6 @@ def test_chapter_quick_run(nb_path, tmp_path):
     stored = _checked_outputs(json.loads(nb_path.read_text(encoding="utf-8")))
     fresh = _checked_outputs(json.loads(out.read_text(encoding="utf-8")))
     # papermill inserts an 'injected-parameters' cell, so compare in order, not by index
-    assert [t for _, t in fresh] == [t for _, t in stored], "a '# NBVAL_CHECK_OUTPUT' cell printed something else than the stored notebook"
+    assert [t for _, t in fresh] == [t for _, t in stored], (
+        "a '# NBVAL_CHECK_OUTPUT' cell printed something else than the stored notebook"
+    )

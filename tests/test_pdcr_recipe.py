@@ -1,4 +1,5 @@
 """The PDCR + UAFR recipe: networks, plug-ins, the total loss as a step function of the one engine, the CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -26,9 +27,22 @@ NETS = ("unet", "fcn", "deeplabv3plus")
 
 def _tiny(network: str, **kw) -> PDCRConfig:
     """Quick-sized config of ``network`` (ResNet-18 for FCN / DeepLabV3+), CE + PDCR + UAFR."""
-    base = dict(network=network, backbone="resnet18", pretrained=False, base_channels=4, depth=3,
-                num_vectors=(16, 8), decoder_num_vectors=(8, 4), epochs=2, batch_size=4, image_size=32, lr=1e-3,
-                warmup_epochs=0.5, min_lr_ratio=0.01, seed=0)
+    base = dict(
+        network=network,
+        backbone="resnet18",
+        pretrained=False,
+        base_channels=4,
+        depth=3,
+        num_vectors=(16, 8),
+        decoder_num_vectors=(8, 4),
+        epochs=2,
+        batch_size=4,
+        image_size=32,
+        lr=1e-3,
+        warmup_epochs=0.5,
+        min_lr_ratio=0.01,
+        seed=0,
+    )
     base.update(kw)
     return get_config("pdcr", "quick", **base)
 
@@ -46,8 +60,8 @@ def test_registered_in_cli_and_recipes():
 def test_paper_profile_matches_sec_v_a():
     cfg = get_config("pdcr", "paper")
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.schedule) == ("adam", 1e-3, 1e-5, "cosine")
-    assert cfg.lr * cfg.min_lr_ratio == pytest.approx(1e-5) and cfg.warmup_epochs > 0     # cosine to 1e-5
-    assert cfg.image_size == (384, 512) and cfg.epochs == 300                               # Table IV: 512 x 384
+    assert cfg.lr * cfg.min_lr_ratio == pytest.approx(1e-5) and cfg.warmup_epochs > 0  # cosine to 1e-5
+    assert cfg.image_size == (384, 512) and cfg.epochs == 300  # Table IV: 512 x 384
     assert (cfg.encoder_weight, cfg.decoder_weight, cfg.cross_weight) == (0.01, 0.01, 0.01)  # Sec. V-A
     assert PDCRConfig.OFFICIAL_WEIGHTS == {"encoder_weight": 0.1, "decoder_weight": 0.01, "cross_weight": 0.01}
     assert cfg.dataset == "isic2016" and cfg.test_dataset == "ph2" and cfg.network == "deeplabv3plus"
@@ -74,7 +88,7 @@ def test_paper_profile_step_on_cpu(network):
     torch.testing.assert_close(loss.detach(), expected)
     net = r.model.net.model
     assert all(p.grad is not None for p in net.uafr.parameters())
-    assert all(p.grad is not None for p in r.model.pdcr.parameters())     # cross-layer projections train
+    assert all(p.grad is not None for p in r.model.pdcr.parameters())  # cross-layer projections train
 
 
 def test_total_loss_equals_ce_plus_weighted_direct_pdcr():
@@ -87,16 +101,19 @@ def test_total_loss_equals_ce_plus_weighted_direct_pdcr():
     loss, logs = pdcr_step(_Ctx(model, r.fit_kwargs["loss_fn"]), (x, y))
     # independent: hooks of our own on the same layers, the losses built by hand
     feats = {}
-    handles = [dict(model.net.model.named_modules())[n].register_forward_hook(
-        lambda m, a, o, n=n: feats.__setitem__(n, o)) for n in ("encoder.1", "encoder.2", "decoder.1", "decoder.2")]
+    handles = [
+        dict(model.net.model.named_modules())[n].register_forward_hook(lambda m, a, o, n=n: feats.__setitem__(n, o))
+        for n in ("encoder.1", "encoder.2", "decoder.1", "decoder.2")
+    ]
     logits = model(x)
     for h in handles:
         h.remove()
     model.net.tap.clear()
     common = dict(patch_sizes=(5, 7, 9), position_encoding=True)
     enc = PatchDragsawLoss(num_vectors=(16, 8), **common)([feats["encoder.1"], feats["encoder.2"]], y)
-    cross = PatchDragsawLoss(num_vectors=(16, 8), single_layer=False, cross_layer_pairs=[(0, 1)],
-                             in_channels=[8, 16], **common)
+    cross = PatchDragsawLoss(
+        num_vectors=(16, 8), single_layer=False, cross_layer_pairs=[(0, 1)], in_channels=[8, 16], **common
+    )
     cross.load_state_dict(model.pdcr.places["cross"].state_dict())
     crs = cross([feats["encoder.1"], feats["encoder.2"]], y)
     dec = PatchDragsawLoss(num_vectors=(8, 4), **common)([feats["decoder.1"], feats["decoder.2"]], y)
@@ -107,6 +124,7 @@ def test_total_loss_equals_ce_plus_weighted_direct_pdcr():
 
 def test_dice_weight_adds_soft_dice():
     from mslib.losses.dice import soft_dice_loss
+
     cfg = _tiny("unet", dice_weight=0.5, pdcr="none", uafr=False)
     fn = recipe(cfg, 3, 1).fit_kwargs["loss_fn"]
     logits, y = torch.randn(2, 2, 8, 8), (torch.rand(2, 8, 8) > 0.5).long()
@@ -129,8 +147,14 @@ def test_hooks_attach_and_train_through_fit(network):
     y = (x.mean(1) > 0.5).long()
     loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)
     before = {k: v.clone() for k, v in r.model.state_dict().items()}
-    h = fit(r.model, loader, DataLoader(TensorDataset(x[:4], y[:4]), batch_size=4), config=cfg, progress=False,
-            **r.fit_kwargs)
+    h = fit(
+        r.model,
+        loader,
+        DataLoader(TensorDataset(x[:4], y[:4]), batch_size=4),
+        config=cfg,
+        progress=False,
+        **r.fit_kwargs,
+    )
     rec = h.last
     assert {"train_seg", "train_pdcr_encoder", "train_pdcr_cross", "train_pdcr_decoder"} <= set(rec)
     assert all(torch.isfinite(torch.tensor(rec[k])) for k in rec if k.startswith("train_"))
@@ -165,6 +189,7 @@ def test_transforms_use_the_pdcr_augmentation():
     assert AUGMENTATIONS["pdcr"]["rotation"] == cfg.rotation and AUGMENTATIONS["pdcr"]["shear"] == cfg.shear
     img, mask = torch.rand(3, 40, 50), torch.zeros(40, 50, dtype=torch.long)
     from torchvision import tv_tensors
+
     out_img, out_mask = t(tv_tensors.Image(img), tv_tensors.Mask(mask))
     assert out_img.shape == (3, 384, 512) and out_mask.shape == (384, 512)
 
@@ -186,18 +211,30 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TQDM_DISABLE="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        TQDM_DISABLE="1",
+    )
     torch.set_num_threads(1)
-    torch.manual_seed(rank)   # different initial weights per rank: DDP broadcasts rank 0's
+    torch.manual_seed(rank)  # different initial weights per rank: DDP broadcasts rank 0's
     cfg = _tiny("unet", epochs=2)
     r = recipe(cfg, 3, 1)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, 32, 32, generator=g)
     y = (x.mean(1) > 0.5).long()
     loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)
-    h = fit(r.model, loader, DataLoader(TensorDataset(x[:4], y[:4]), batch_size=4), config=cfg, progress=False,
-            **r.fit_kwargs)
+    h = fit(
+        r.model,
+        loader,
+        DataLoader(TensorDataset(x[:4], y[:4]), batch_size=4),
+        config=cfg,
+        progress=False,
+        **r.fit_kwargs,
+    )
     torch.save({"state": r.model.state_dict(), "records": h.records}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -207,7 +244,7 @@ def test_uafr_pdcr_model_trains_under_two_process_ddp(tmp_path):
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k, v in r0["state"].items():
-        assert torch.equal(v, r1["state"][k]), k      # UAFR blocks and PDCR projections identical on both ranks
+        assert torch.equal(v, r1["state"][k]), k  # UAFR blocks and PDCR projections identical on both ranks
     assert any(k.startswith("net.model.uafr.") for k in r0["state"])
     assert "train_pdcr_cross" in r0["records"][-1]
 
@@ -217,9 +254,27 @@ def test_cli_train_pdcr_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MSLIB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     out = tmp_path / "runs" / "pdcr"
-    argv = ["train", "--model", "pdcr", "--data", "synthetic-skin", "--profile", "quick", "--epochs", "1",
-            "--num-images", "20", "--image-size", "32", "--batch-size", "4", "--no-progress", "--out", str(out),
-            "--test"]
+    argv = [
+        "train",
+        "--model",
+        "pdcr",
+        "--data",
+        "synthetic-skin",
+        "--profile",
+        "quick",
+        "--epochs",
+        "1",
+        "--num-images",
+        "20",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--test",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "training pdcr (" in text and "test (3 images): dice=" in text

@@ -1,4 +1,5 @@
 """Plug-ins: UAFR after named layers and PDCR feature taps on UNet, torchvision FCN and DeepLabV3+."""
+
 from __future__ import annotations
 
 import copy
@@ -19,10 +20,16 @@ X = torch.randn(2, 3, 32, 32)
 def _models():
     return {
         "unet": (lambda: UNet(3, 2, 8, 3), ["encoder.1", "decoder.0"], ["encoder.1", "encoder.2"]),
-        "fcn": (lambda: fcn_resnet50(weights=None, weights_backbone=None, num_classes=2, aux_loss=False),
-                ["backbone.layer1", "backbone.layer2"], ["backbone.layer1", "backbone.layer2"]),
-        "deeplabv3plus": (lambda: DeepLabV3Plus(2, "resnet18"), ["backbone.layer1", "backbone.layer2", "decoder"],
-                          ["backbone.layer1", "backbone.layer2"]),
+        "fcn": (
+            lambda: fcn_resnet50(weights=None, weights_backbone=None, num_classes=2, aux_loss=False),
+            ["backbone.layer1", "backbone.layer2"],
+            ["backbone.layer1", "backbone.layer2"],
+        ),
+        "deeplabv3plus": (
+            lambda: DeepLabV3Plus(2, "resnet18"),
+            ["backbone.layer1", "backbone.layer2", "decoder"],
+            ["backbone.layer1", "backbone.layer2"],
+        ),
     }
 
 
@@ -90,14 +97,14 @@ def test_deepcopy_rebinds_the_hooks():
     assert len(twin.tap._store) == 1 and len(net.tap._store) == 0
     net.eval(), twin.eval()
     with torch.no_grad():
-        assert not torch.allclose(net(X), twin(X))    # the copy uses its own UAFR blocks
+        assert not torch.allclose(net(X), twin(X))  # the copy uses its own UAFR blocks
 
 
 def test_compiles_with_uafr_and_taps():
     torch.manual_seed(0)
     net = PlugIn(UNet(3, 2, 8, 2), ["encoder.1", "decoder.0"], ["encoder.1"], example_input=X).train()
     eager = net(X)
-    compiled = torch.compile(net, backend="aot_eager")   # Dynamo + AOTAutograd; inductor codegen is slow on 2 cores
+    compiled = torch.compile(net, backend="aot_eager")  # Dynamo + AOTAutograd; inductor codegen is slow on 2 cores
     torch.testing.assert_close(compiled(X), eager)
     assert net.features[0].shape == (2, 16, 16, 16)
 

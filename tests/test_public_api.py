@@ -1,4 +1,5 @@
 """The public surface of mslib (issue 12): re-exports with __all__, the version, py.typed, light imports."""
+
 from __future__ import annotations
 
 import importlib
@@ -34,7 +35,7 @@ def test_every_name_in_all_imports(name):
     missing = [n for n in mod.__all__ if not hasattr(mod, n)]
     assert not missing, f"{name}.__all__ names missing attributes: {missing}"
     ns: dict = {}
-    exec(f"from {name} import *", ns)                       # noqa: S102 - the star import a user would write
+    exec(f"from {name} import *", ns)  # noqa: S102 - the star import a user would write
     assert set(mod.__all__) <= set(ns)
 
 
@@ -52,8 +53,9 @@ def test_subpackage_reexports_every_public_module(package):
         names = getattr(mod, "__all__", None)
         assert names is not None, f"{modname} has no __all__: list its public names"
         missing = [n for n in names if n not in pkg.__all__ or getattr(pkg, n) is not getattr(mod, n)]
-        assert not missing, (f"{package}/__init__.py does not re-export {missing} of {modname}: add them to its "
-                             "imports and __all__")
+        assert not missing, (
+            f"{package}/__init__.py does not re-export {missing} of {modname}: add them to its imports and __all__"
+        )
 
 
 def test_version_comes_from_the_package_metadata():
@@ -86,8 +88,10 @@ def test_py_typed_ships():
 
 def test_block_user_imports_no_optional_dependency():
     """`pip install mslib` without extras must be enough to import blocks, losses, metrics and models."""
-    code = ("import sys, mslib.blocks, mslib.losses, mslib.models, mslib.metrics; "
-            "print(sorted(m for m in ('h5py', 'nibabel', 'matplotlib', 'ipywidgets') if m in sys.modules))")
+    code = (
+        "import sys, mslib.blocks, mslib.losses, mslib.models, mslib.metrics; "
+        "print(sorted(m for m in ('h5py', 'nibabel', 'matplotlib', 'ipywidgets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -104,11 +108,11 @@ def test_optional_import_names_the_extra():
 def test_image_to_tensor_is_the_one_conversion():
     from mslib.utils import image_to_tensor
 
-    u8 = np.array([[[0, 255, 51]]], dtype=np.uint8)                # (H, W, C) = (1, 1, 3)
+    u8 = np.array([[[0, 255, 51]]], dtype=np.uint8)  # (H, W, C) = (1, 1, 3)
     x = image_to_tensor(u8)
     assert x.shape == (3, 1, 1) and x.dtype == torch.float32
     torch.testing.assert_close(x.flatten(), torch.tensor([0.0, 1.0, 0.2]))
-    assert image_to_tensor(np.zeros((4, 5), np.float32)).shape == (1, 4, 5)          # grey, float kept
+    assert image_to_tensor(np.zeros((4, 5), np.float32)).shape == (1, 4, 5)  # grey, float kept
     t = torch.rand(3, 4, 5)
     assert torch.equal(image_to_tensor(t), t)
     with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, C\)"):
@@ -125,7 +129,7 @@ def test_readme_block_snippet_runs():
         def __init__(self):
             super().__init__()
             self.enc1, self.enc2 = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 32, 3, stride=2, padding=1)
-            self.msu = MultiScaleSubtractionUnit(32)           # M2SNet Eq. 2
+            self.msu = MultiScaleSubtractionUnit(32)  # M2SNet Eq. 2
             self.head = nn.Conv2d(32, 1, 1)
 
         def forward(self, x):

@@ -1,4 +1,5 @@
 """Receptive fields (PDCR Eq. 5-7): hand stacks, torchvision ResNet stages, analytic == probed."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,8 +37,15 @@ def test_bad_layers_are_named():
 
 
 def test_probe_matches_analytic_on_a_small_network():
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(4, 4, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 5, stride=2, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+    )
     rf = receptive_field([(3, 1, 1), (2, 2, 0), (5, 2, 2), (3, 1, 1)])
     for pos in [(0, 0), (3, 5), (7, 7)]:
         (r0, r1), (c0, c1), (h, w) = probe_receptive_field(net, (32, 32), pos, in_channels=1)
@@ -47,10 +55,13 @@ def test_probe_matches_analytic_on_a_small_network():
             assert (a, b) == (max(int(s), 0), min(int(e), 31))
 
 
-@pytest.mark.parametrize("arch,layers,bottleneck,stages,expect", [
-    ("resnet18", (2, 2, 2, 2), False, ("conv1", "maxpool", "layer1", "layer2"), (7, 11, 43, 99)),
-    ("resnet50", (3, 4, 6, 3), True, ("layer1", "layer2"), (35, 91)),
-])
+@pytest.mark.parametrize(
+    "arch,layers,bottleneck,stages,expect",
+    [
+        ("resnet18", (2, 2, 2, 2), False, ("conv1", "maxpool", "layer1", "layer2"), (7, 11, 43, 99)),
+        ("resnet50", (3, 4, 6, 3), True, ("layer1", "layer2"), (35, 91)),
+    ],
+)
 def test_resnet_stages_analytic_equals_probed(arch, layers, bottleneck, stages, expect):
     model = getattr(torchvision.models, arch)(weights=None)
     for stage, size in zip(stages, expect):

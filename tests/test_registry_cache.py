@@ -1,4 +1,5 @@
 """A synthetic dataset cached by an older generator version is regenerated, not reused."""
+
 from __future__ import annotations
 
 import json
@@ -46,4 +47,4 @@ def test_missing_prepared_dataset_names_its_preparer(tmp_path, monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(FileNotFoundError, match=r"python -m data_scripts\.kvasir_seg --root"):
         load_dataset("kvasir-seg")
-    assert "data_scripts" not in sys.modules                  # the message came from mslib's own list
+    assert "data_scripts" not in sys.modules  # the message came from mslib's own list

@@ -1,4 +1,5 @@
 """Res2Net-50 v1b 26w x 4s and the pretrained-weights mechanism (torch hub cache, local files, offline)."""
+
 from __future__ import annotations
 
 import functools
@@ -41,7 +42,10 @@ def test_levels_channels_and_strides(r50):
 def test_v1b_deep_stem_and_avgpool_shortcut(r50):
     convs = [m for m in r50.conv1 if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
-        (3, 32, (3, 3), (2, 2)), (32, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1))]
+        (3, 32, (3, 3), (2, 2)),
+        (32, 32, (3, 3), (1, 1)),
+        (32, 64, (3, 3), (1, 1)),
+    ]
     ds = r50.layer2[0].downsample
     assert isinstance(ds[0], nn.AvgPool2d) and ds[0].kernel_size == 2 and ds[1].stride == (1, 1)
     blk = r50.layer1[1]
@@ -60,7 +64,7 @@ def test_parameter_count_without_classifier(r50):
 def test_hierarchical_groups_feed_each_other():
     """In a "normal" block group i is convolved after adding group i-1's output: perturbing group 0 changes group 3."""
     torch.manual_seed(0)
-    blk = Bottle2neck(32, 8, base_width=26, scale=4).eval()   # width 3, groups of 3 channels
+    blk = Bottle2neck(32, 8, base_width=26, scale=4).eval()  # width 3, groups of 3 channels
     x = torch.rand(1, 32, 5, 5)
     with torch.no_grad():
         base = blk.relu(blk.bn1(blk.conv1(x)))
@@ -68,7 +72,7 @@ def test_hierarchical_groups_feed_each_other():
         blk.convs[2].register_forward_hook(lambda m, i, o: captured.__setitem__("in", i[0].clone()))
         blk(x)
         first = captured["in"]
-        blk.conv1.weight[:3] += 1.0   # change only group 0
+        blk.conv1.weight[:3] += 1.0  # change only group 0
         blk(x)
     assert not torch.allclose(first, captured["in"])
     assert base.shape[1] == 12
@@ -113,7 +117,10 @@ def test_pretrained_auto_offline_warns_and_stays_random():
 @pytest.mark.slow
 def test_local_file_and_hub_cache_load_the_official_key_layout(r50, tmp_path):
     state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in r50.state_dict().items()}
-    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)  # the released file has a classifier
+    state["fc.weight"], state["fc.bias"] = (
+        torch.zeros(1000, 2048),
+        torch.zeros(1000),
+    )  # the released file has a classifier
     path = tmp_path / "res2net.pth"
     torch.save(state, path)
     m = res2net50_v1b_26w_4s(pretrained=path)
@@ -159,7 +166,7 @@ def test_download_into_hub_cache_with_hash_check(monkeypatch, tmp_path):
         bad = P.WeightSpec("tiny", url, "tiny-bad.pth", "00000000" if not digest.startswith("0") else "ffffffff")
         with pytest.raises(P.PretrainedWeightsUnavailable, match="could not be downloaded"):
             P.load_weights(bad, True)
-        assert not P.cache_path(bad).exists()           # a file failing the check never enters the cache
+        assert not P.cache_path(bad).exists()  # a file failing the check never enters the cache
         with pytest.warns(UserWarning, match="RANDOMLY"):
             assert P.load_weights(bad, "auto") is None
     finally:

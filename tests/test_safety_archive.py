@@ -2,6 +2,7 @@
 refused before anything is written; the limits (total size, ratio) are configurable by argument,
 environment and command line; duplicate members, names longer than the file system allows, an
 archive larger than the free disk, a destination that is not ours, and a disk error while writing."""
+
 from __future__ import annotations
 
 import errno

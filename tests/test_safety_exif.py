@@ -2,6 +2,7 @@
 loader and in the preparers, reported as a repair. A photo whose EXIF says "rotate 90" and whose
 mask was drawn on the displayed picture must line up with its mask (before: 25 % overlap for a
 square picture, a "resize the mask" error for a non-square one)."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ def _stored(h: int, w: int) -> np.ndarray:
     """An image whose bright block sits in the stored top-left corner (so any turn moves it)."""
     a = np.zeros((h, w, 3), np.uint8)
     a[: h // 2, : w // 3] = 255
-    a[h // 2:, w // 3:, 1] = 90
+    a[h // 2 :, w // 3 :, 1] = 90
     return a
 
 
@@ -68,8 +69,9 @@ def test_loader_turns_a_rotated_jpeg_to_match_its_mask(tmp_path, shape):
     assert tuple(image.shape[1:]) == shown.shape[:2]
     np.testing.assert_array_equal(m.numpy(), mask)
     assert ((image[0] > 0.5).numpy() == mask.astype(bool)).mean() == 1.0
-    assert ds.repairs == [{"name": "a", "file": "images/a.jpg",
-                           "repair": "EXIF orientation 6 applied (turned as viewers show it)"}]
+    assert ds.repairs == [
+        {"name": "a", "file": "images/a.jpg", "repair": "EXIF orientation 6 applied (turned as viewers show it)"}
+    ]
     assert len(msgs) == 1 and "EXIF orientation 6" in msgs[0] and "images/a.jpg" in msgs[0]
 
 

@@ -3,6 +3,7 @@ reported repair): text encodings of split and list files, ``dataset.json`` that 
 multi-frame images, raw files a preparer meets (CMYK, transparency, colour in a grayscale set,
 AppleDouble files, upper-case extensions, empty files), sample names, download targets, and an
 interrupted extraction."""
+
 from __future__ import annotations
 
 import json
@@ -183,8 +184,10 @@ def test_unicode_and_space_names_survive(tmp_path):
     assert "polype été (1)" in ds.names and len(ds) == 3
 
 
-@pytest.mark.parametrize("name, match", [("a\nb", "control characters"), ("x" * 260, "longer than file systems allow"),
-                                         ("a/b", "without slashes")])
+@pytest.mark.parametrize(
+    "name, match",
+    [("a\nb", "control characters"), ("x" * 260, "longer than file systems allow"), ("a/b", "without slashes")],
+)
 def test_sample_names_that_would_break_the_layout(tmp_path, name, match):
     with pytest.raises(ValueError, match=match):
         with PreparedWriter(tmp_path / "p", name="x", classes=["bg", "fg"]) as w:
@@ -210,8 +213,9 @@ def test_download_target_that_is_a_folder(tmp_path):
 
 def test_preparer_cache_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "cache").write_text("x")
-    code = kvasir_seg.main(["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "kv"),
-                            "--timeout", "0.5"])
+    code = kvasir_seg.main(
+        ["--download", "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "kv"), "--timeout", "0.5"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "is a file, not a folder" in err and "Traceback" not in err
 

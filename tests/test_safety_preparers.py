@@ -3,6 +3,7 @@ project prepared; a user's folder, a regular file, ``--root`` equal to or inside
 ``--raw`` inside ``--root``) are refused with a message naming the path and the fix, before anything
 is written, and every file stays as it was. Also: ``MSLIB_DATA_DIR`` pointing at a file, an
 interrupted preparation, special files as ``--raw``, unwritable output folders."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ from tests.fixtures_data import kvasir_tree, leftovers, pack
 
 
 def _snapshot(folder):
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))
+    }
 
 
 def _user_folder(path):

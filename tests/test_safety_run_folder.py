@@ -1,6 +1,7 @@
 """Run folders: one writer at a time (two real processes), stale locks taken over and reported,
 output-folder checks, the run identity that decides whether a checkpoint may be resumed, and the
 one-line errors the CLI prints."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -243,8 +244,9 @@ class _Cfg:
 
 
 def _ident(**kw):
-    base = dict(model="unet", data="synthetic-polyp", profile="quick", seed=0, epochs=5, config=_Cfg(),
-                root=Path("/data/x"))
+    base = dict(
+        model="unet", data="synthetic-polyp", profile="quick", seed=0, epochs=5, config=_Cfg(), root=Path("/data/x")
+    )
     base.update(kw)
     return run_identity(**base)
 
@@ -264,8 +266,11 @@ def test_identity_fields_and_hash():
 def test_identity_differences_are_human_readable():
     a = _ident()
     b = _ident(data="kvasir-seg", config=_Cfg(lr=1e-2), epochs=9, extra_flag=True)
-    assert identity_differences(a, b) == ["data: synthetic-polyp -> kvasir-seg", "config.lr: 0.001 -> 0.01",
-                                          "extra_flag: (not set) -> true"]
+    assert identity_differences(a, b) == [
+        "data: synthetic-polyp -> kvasir-seg",
+        "config.lr: 0.001 -> 0.01",
+        "extra_flag: (not set) -> true",
+    ]
     assert allowed_changes(a, b) == ["epochs: 5 -> 9"]
     assert identity_differences(a, _ident(epochs=7, device="cuda")) == []
 
@@ -292,8 +297,10 @@ def test_check_resume():
 # one-line errors
 # --------------------------------------------------------------------------------------------
 def test_format_error_and_exit_codes(tmp_path):
-    assert format_error(UsageError("--lr must be > 0, got 0;\n pass --lr 1e-3")) == \
-        "error: --lr must be > 0, got 0; pass --lr 1e-3"
+    assert (
+        format_error(UsageError("--lr must be > 0, got 0;\n pass --lr 1e-3"))
+        == "error: --lr must be > 0, got 0; pass --lr 1e-3"
+    )
     assert exit_code(UsageError("x")) == 2 and exit_code(RunFolderBusy("x")) == 2
     assert exit_code(rf.CLIError("x")) == 1 and exit_code(KeyboardInterrupt()) == 130 and exit_code(ValueError()) == 1
     e = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "last.pt"))
@@ -306,5 +313,22 @@ def test_format_error_and_exit_codes(tmp_path):
 def test_module_imports_only_the_standard_library():
     src = MODULE.read_text()
     imports = {ln.split()[1].split(".")[0] for ln in src.splitlines() if ln.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "dataclasses", "datetime", "errno", "hashlib", "json", "math", "os", "shlex",
-                       "socket", "sys", "tempfile", "time", "warnings", "pathlib", "typing", "collections"}, imports
+    assert imports <= {
+        "__future__",
+        "dataclasses",
+        "datetime",
+        "errno",
+        "hashlib",
+        "json",
+        "math",
+        "os",
+        "shlex",
+        "socket",
+        "sys",
+        "tempfile",
+        "time",
+        "warnings",
+        "pathlib",
+        "typing",
+        "collections",
+    }, imports

@@ -1,4 +1,5 @@
 """TwoStreamBatchSampler: labelled share in every batch, determinism, exact resume."""
+
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ def test_every_batch_has_the_labelled_share():
     assert len(batches) == len(s) == 5
     for b in batches:
         assert len(b) == 5 and set(b[:2]) <= set(labeled) and set(b[2:]) <= set(unlabeled)
-    assert sorted(i for b in batches for i in b[:2]) == labeled          # one pass over the labelled
+    assert sorted(i for b in batches for i in b[:2]) == labeled  # one pass over the labelled
     # the unlabelled stream continues across epochs and covers everything
     seen = [i for _ in range(4) for b in s for i in b[2:]]
     assert set(seen) == set(unlabeled) and s.epoch == 5
@@ -31,8 +32,9 @@ def test_deterministic_and_generator():
     c = list(TwoStreamBatchSampler(range(8), range(8, 20), 2, 2, seed=4))
     assert a == b and a != c
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert list(TwoStreamBatchSampler(range(8), range(8, 20), 2, 2, generator=g1)) == \
-        list(TwoStreamBatchSampler(range(8), range(8, 20), 2, 2, generator=g2))
+    assert list(TwoStreamBatchSampler(range(8), range(8, 20), 2, 2, generator=g1)) == list(
+        TwoStreamBatchSampler(range(8), range(8, 20), 2, 2, generator=g2)
+    )
 
 
 def test_resume_equals_uninterrupted():
@@ -41,7 +43,7 @@ def test_resume_equals_uninterrupted():
     s = TwoStreamBatchSampler(range(12), range(12, 30), 2, 2, seed=5)
     got = list(s)
     it = iter(s)
-    got += [next(it), next(it)]                 # interrupted in epoch 1 after 2 batches
+    got += [next(it), next(it)]  # interrupted in epoch 1 after 2 batches
     state = s.state_dict()
     r = TwoStreamBatchSampler(range(12), range(12, 30), 2, 2, seed=999)
     r.load_state_dict(state)
@@ -66,8 +68,13 @@ ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc" / "ACDC"
 def test_case_of_and_first_cases():
     assert case_of("patient099_frame01_slice_15") == "patient099"
     assert case_of("case003_slice_4") == "case003"
-    names = ["p1_frame01_slice_0", "p1_frame02_slice_0", "p2_frame01_slice_0", "p1_frame01_slice_1",
-             "p3_frame01_slice_0"]
+    names = [
+        "p1_frame01_slice_0",
+        "p1_frame02_slice_0",
+        "p2_frame01_slice_0",
+        "p1_frame01_slice_1",
+        "p3_frame01_slice_0",
+    ]
     lab, unl = labelled_split(names, 2)
     assert lab == names[:4] and unl == names[4:]
     with pytest.raises(ValueError, match="cases"):
@@ -78,8 +85,8 @@ def test_case_of_and_first_cases():
 def test_first_case_slices_on_real_acdc_list():
     names = read_slice_list(ACDC / "train_slices.list")
     lab, unl = labelled_split(names, 1)
-    assert lab == names[:len(lab)]                      # the first N lines of the list, in list order
-    assert len(lab) == SSL4MIS_ACDC_SLICES[1] == 32     # patient099: 2 frames x 16 slices, as SSL4MIS's "1 case"
+    assert lab == names[: len(lab)]  # the first N lines of the list, in list order
+    assert len(lab) == SSL4MIS_ACDC_SLICES[1] == 32  # patient099: 2 frames x 16 slices, as SSL4MIS's "1 case"
     assert {case_of(n) for n in lab} == {"patient099"} and "patient099" not in {case_of(n) for n in unl}
     # SSL4MIS hard-codes the first N lines; on the full list, K cases give those counts
     assert (SSL4MIS_ACDC_SLICES[3], SSL4MIS_ACDC_SLICES[7]) == (68, 136)
@@ -89,7 +96,7 @@ def test_synthetic_volume_is_consecutive_slices():
     img, mask = make_volume(3, slices=6, size=64, seed=0)
     assert img.shape == mask.shape == (6, 64, 64) and img.dtype == np.uint8
     heart = [(m > 0).sum() for m in mask]
-    assert all(a >= b for a, b in zip(heart, heart[1:]))            # base (large) -> apex (small)
+    assert all(a >= b for a, b in zip(heart, heart[1:]))  # base (large) -> apex (small)
     assert (mask[-1] == 1).sum() == 0 and (mask[0] == 1).sum() > 0  # the apex has no right ventricle
     img2, _ = make_volume(3, slices=6, size=64, seed=0)
     assert np.array_equal(img, img2)

@@ -1,4 +1,5 @@
 """MS-Former losses: Eq. 4 (pseudo-label CE), Eq. 5-6 (inter-scale), Eq. 7-9 (intra-scale), Eq. 10."""
+
 import math
 
 import pytest
@@ -37,9 +38,11 @@ def test_pseudo_label_ce_hand_value():
 def test_inter_identical_and_orthogonal():
     g = torch.randn(2, 1, 4, 4)
     assert inter_scale_loss([g], [g]).item() == pytest.approx(0.0, abs=1e-6)
-    assert inter_scale_loss([g], [3.0 * g]).item() == pytest.approx(0.0, abs=1e-6)   # scale-invariant
-    a = torch.zeros(1, 1, 2, 2); a[..., 0, 0] = 1
-    b = torch.zeros(1, 1, 2, 2); b[..., 1, 1] = 1
+    assert inter_scale_loss([g], [3.0 * g]).item() == pytest.approx(0.0, abs=1e-6)  # scale-invariant
+    a = torch.zeros(1, 1, 2, 2)
+    a[..., 0, 0] = 1
+    b = torch.zeros(1, 1, 2, 2)
+    b[..., 1, 1] = 1
     assert inter_scale_loss(a, b).item() == pytest.approx(1.0)
     assert inter_scale_loss(a, -a).item() == pytest.approx(2.0)
 
@@ -59,8 +62,10 @@ def test_inter_matrix_vs_rowwise_hand_case():
 
 def test_inter_blocks_all_vs_last():
     g = torch.randn(1, 1, 3, 3)
-    o = torch.zeros(1, 1, 3, 3); o[..., 0, 0] = 1
-    o2 = torch.zeros(1, 1, 3, 3); o2[..., 1, 1] = 1
+    o = torch.zeros(1, 1, 3, 3)
+    o[..., 0, 0] = 1
+    o2 = torch.zeros(1, 1, 3, 3)
+    o2[..., 1, 1] = 1
     # block 0 identical (0), block 1 orthogonal (1)
     assert inter_scale_loss([g, o], [g, o2], blocks="all").item() == pytest.approx(0.5, abs=1e-6)
     assert inter_scale_loss([g, o], [g, o2], blocks="last").item() == pytest.approx(1.0, abs=1e-6)
@@ -79,7 +84,7 @@ def test_shift_direction_and_size():
     # A2[i, j] = z[i, j + 2] (horizontal), z[i + 2, j] (vertical)
     torch.testing.assert_close(b_h - a_h, torch.full_like(a_h, 2.0))
     torch.testing.assert_close(b_v - a_v, torch.full_like(a_v, 2.0 * w))
-    ((a_d, b_d),) = shifted_pairs(z, shift=1, mode="diagonal")    # official: 1 px diagonal
+    ((a_d, b_d),) = shifted_pairs(z, shift=1, mode="diagonal")  # official: 1 px diagonal
     torch.testing.assert_close(b_d - a_d, torch.full_like(a_d, w + 1.0))
     with pytest.raises(ValueError, match="shift"):
         shifted_pairs(z, shift=0)
@@ -100,7 +105,7 @@ def test_batch_norm_affine_equals_batchnorm1d_in_train_and_eval():
     x = (torch.randn(300, 5) * torch.tensor([0.5, 1, 2, 3, 4]) + 10.0).requires_grad_(True)
     x2 = x.detach().clone().requires_grad_(True)
     w = torch.randn(300, 5)
-    for _ in range(2):                                           # two updates of the running statistics
+    for _ in range(2):  # two updates of the running statistics
         y_ref = ref(x)
         scale, offset = batch_norm_affine(ours, x2)
         y = x2 * scale + offset
@@ -132,7 +137,7 @@ def test_batch_norm_affine_at_large_means_and_cumulative_momentum(offset, moment
         y_ref = ref(x)
         scale, offset_ = batch_norm_affine(ours, x)
         torch.testing.assert_close(x * scale + offset_, y_ref, atol=5e-3, rtol=0)  # float32 x*scale at 1000: ulp 1e-4
-        exact = 1 / (x.double().var(dim=0, unbiased=False) + ours.eps).sqrt()   # float64 two-pass reference
+        exact = 1 / (x.double().var(dim=0, unbiased=False) + ours.eps).sqrt()  # float64 two-pass reference
         torch.testing.assert_close(scale.double(), exact, atol=0, rtol=1e-5)
     torch.testing.assert_close(ours.running_mean, ref.running_mean)
     torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-5, rtol=1e-4)
@@ -175,7 +180,9 @@ def test_sparse_integral_image_equals_the_full_table_at_the_requested_entries():
 def test_box_means_from_the_sparse_table_values_and_gradients():
     x = torch.randn(1, 3, 41, 37, dtype=torch.float64, requires_grad=True)
     windows, out = [(0, 41, 0, 35), (0, 41, 2, 37), (0, 39, 0, 37), (2, 41, 0, 37)], 8
-    bins = [(torch.cat(adaptive_bins(r0, r1, out)), torch.cat(adaptive_bins(c0, c1, out))) for r0, r1, c0, c1 in windows]
+    bins = [
+        (torch.cat(adaptive_bins(r0, r1, out)), torch.cat(adaptive_bins(c0, c1, out))) for r0, r1, c0, c1 in windows
+    ]
     rows, cols = torch.cat([b[0] for b in bins]).unique(), torch.cat([b[1] for b in bins]).unique()
     table = integral_image(x.permute(0, 2, 3, 1), rows, cols)
     w = torch.randn(len(windows), 1, out, out, 3, dtype=torch.float64)
@@ -245,6 +252,7 @@ def test_correlation_matrix_against_numpy():
     g = torch.Generator().manual_seed(0)
     a1, a2 = torch.randn(5, 9, generator=g, dtype=torch.float64), torch.randn(5, 9, generator=g, dtype=torch.float64)
     import numpy as np
+
     ref = np.corrcoef(a1.numpy(), a2.numpy())[:5, 5:]
     torch.testing.assert_close(correlation_matrix(a1, a2, eps=0), torch.from_numpy(ref))
 
@@ -263,11 +271,13 @@ def test_intra_loss_identity_zero_and_hand_value():
 
 
 def test_joint_loss_weights_and_skip():
-    g = torch.zeros(1, 1, 2, 2); g[..., 0, 0] = 1
-    g2 = torch.zeros(1, 1, 2, 2); g2[..., 1, 1] = 1
+    g = torch.zeros(1, 1, 2, 2)
+    g[..., 0, 0] = 1
+    g2 = torch.zeros(1, 1, 2, 2)
+    g2[..., 1, 1] = 1
     logits = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1)
     tok = torch.tensor([[[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]]])
-    out = MSFormerOutput(logits, [g], [g2], [(tok, tok.flip(1))])     # rho = [[0,1],[1,0]] -> intra 1
+    out = MSFormerOutput(logits, [g], [g2], [(tok, tok.flip(1))])  # rho = [[0,1],[1,0]] -> intra 1
     total, parts = joint_loss(out, (1.0, 2.0, 1.5))
     assert parts["ce"] == pytest.approx(-math.log(0.75), rel=1e-5)
     assert parts["inter"] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """Learning-rate schedules (mslib.train.schedule) against hand-computed factors."""
+
 import math
 
 import pytest
@@ -16,11 +17,11 @@ def test_warmup_is_linear_then_starts_at_one(schedule):
 
 def test_decay_values_hand_computed():
     # T = 10, W = 2: u = (t - 2) / 8
-    assert lr_factor(6, 10, "linear", 2) == pytest.approx(0.5)                       # u = 0.5
-    assert lr_factor(6, 10, "linear", 2, min_lr_ratio=0.1) == pytest.approx(0.55)    # 0.1 + 0.9 * 0.5
+    assert lr_factor(6, 10, "linear", 2) == pytest.approx(0.5)  # u = 0.5
+    assert lr_factor(6, 10, "linear", 2, min_lr_ratio=0.1) == pytest.approx(0.55)  # 0.1 + 0.9 * 0.5
     assert lr_factor(4, 10, "cosine", 2) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))  # 0.853553
     assert lr_factor(4, 10, "cosine", 2) == pytest.approx(0.8535534)
-    assert lr_factor(6, 10, "poly", 2, poly_power=0.9) == pytest.approx(0.5**0.9)    # 0.535887
+    assert lr_factor(6, 10, "poly", 2, poly_power=0.9) == pytest.approx(0.5**0.9)  # 0.535887
     assert lr_factor(6, 10, "poly", 2, poly_power=2.0, min_lr_ratio=0.2) == pytest.approx(0.2 + 0.8 * 0.25)
     assert lr_factor(7, 10, "constant", 2) == 1.0
     # past the end the factor stays at the floor

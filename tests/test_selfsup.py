@@ -1,4 +1,5 @@
 """Per-image self-supervised optimisation (MS-Former Sec. 3.1)."""
+
 import dataclasses
 
 import numpy as np
@@ -8,8 +9,17 @@ import torch
 from mslib.configs import MSFormerConfig, get_config
 from mslib.recipes.msformer import evaluate_results, prepare_image, segment_image, segment_images
 
-TINY = dataclasses.replace(MSFormerConfig.quick(), image_size=24, n_clusters=12, dim=8, intra_dim=8, intra_grid=2,
-                           intra_cell=2, max_iters=6, min_clusters=2)
+TINY = dataclasses.replace(
+    MSFormerConfig.quick(),
+    image_size=24,
+    n_clusters=12,
+    dim=8,
+    intra_dim=8,
+    intra_grid=2,
+    intra_cell=2,
+    max_iters=6,
+    min_clusters=2,
+)
 
 
 def _image(seed=0, size=24):
@@ -62,7 +72,9 @@ def test_stopped_map_has_at_most_min_clusters():
 
 def test_deterministic_with_seed_and_history():
     seen = []
-    r1 = segment_image(_image(), TINY, seed=3, keep_correlations=True, callback=lambda info: seen.append(info["iteration"]))
+    r1 = segment_image(
+        _image(), TINY, seed=3, keep_correlations=True, callback=lambda info: seen.append(info["iteration"])
+    )
     r2 = segment_image(_image(), TINY, seed=3)
     assert torch.equal(r1.labels, r2.labels)
     assert [h["total"] for h in r1.history] == [h["total"] for h in r2.history]
@@ -83,7 +95,7 @@ def test_segment_images_seeds_per_image_and_resizes_back():
     imgs = [_image(0, 32), _image(1, 32)]
     rs = segment_images(imgs, TINY, seed=10, progress=False)
     alone = segment_image(imgs[1], TINY, seed=11)
-    assert torch.equal(rs[1].labels, alone.labels)         # independent of the other images
+    assert torch.equal(rs[1].labels, alone.labels)  # independent of the other images
     assert rs[0].labels.shape == (32, 32) and rs[0].labels_work.shape == (24, 24)
     gt = np.zeros((32, 32), np.uint8)
     gt[8:24, 7:23] = 1

@@ -1,6 +1,7 @@
 """Semi-supervised training on the engine (mslib.train.semisup, mslib.recipes.mcsc): losses wired as the
 equations say, the two-stream batches, exact resume of the two-model loop, 2-process gloo DDP, a
 paper-profile step on the CPU, the labelled slices of the real ACDC list."""
+
 import dataclasses
 import os
 import socket
@@ -29,8 +30,16 @@ def root(tmp_path_factory):
 
 
 def tiny(method="mcsc", root=None, **kw):
-    base = dict(image_size=32, dataset=str(root), labelled_cases=1, labeled_bs=2, unlabeled_bs=2, max_iterations=4,
-                val_every=2, seed=0)
+    base = dict(
+        image_size=32,
+        dataset=str(root),
+        labelled_cases=1,
+        labeled_bs=2,
+        unlabeled_bs=2,
+        max_iterations=4,
+        val_every=2,
+        seed=0,
+    )
     if method == "mcsc":
         base.update(cl_max_samples=128, cl_start_iteration=2)
     base.update(kw)
@@ -54,7 +63,7 @@ def test_method_configs():
     assert get_config("cts", "paper").cl_weight == 0 and get_config("mcsc", "paper").cl_weight == 0.001
     assert get_config("unet_ls", "quick").method == "unet_ls"
     for over in ABLATIONS.values():
-        get_config("mcsc", "quick", **over)                                   # every ablation row is a valid config
+        get_config("mcsc", "quick", **over)  # every ablation row is a valid config
     with pytest.raises(ValueError, match="no Swin-UNet"):
         get_config("cps", "quick", swin_embed_dim=48)
     oc = R.optim_configs(get_config("mcsc", "paper"))
@@ -75,8 +84,8 @@ def test_shard_splits_every_global_batch():
         b0, b1 = list(shards[0]), list(shards[1])
         for x, y in zip(b0, b1):
             assert set(x[:2]) <= set(range(12)) and set(x[2:]) <= set(range(12, 40))
-            assert not set(x) & set(y)                                          # the ranks' batches are disjoint
-        assert sorted(i for b in b0 + b1 for i in b[:2]) == list(range(12))     # one pass over the labelled
+            assert not set(x) & set(y)  # the ranks' batches are disjoint
+        assert sorted(i for b in b0 + b1 for i in b[:2]) == list(range(12))  # one pass over the labelled
     with pytest.raises(ValueError, match="rank"):
         s.shard(2, 2)
 
@@ -106,14 +115,18 @@ def test_cross_teaching_and_cps_steps_match_the_equations(root):
         a, b = rec.networks
         x, y = next(iter(rec.data["train"]))
         for m in rec.models.values():
-            m.eval()                                                            # no dropout: same logits twice
+            m.eval()  # no dropout: same logits twice
         step = 30
         loss, logs = rec.fit_kwargs["step_fn"](_ctx(rec.models, step), (x, y))
         la, lb = rec.models[a](x).double(), rec.models[b](x).double()
         w = cps_weight(step, 0.1, rec.config.cps_rampup, rec.config.cps_iters_per_step)
         assert logs["w_cps"] == pytest.approx(0.1 * torch.exp(torch.tensor(-5 * (1 - 30 / 150) ** 2)).item())
-        want = (_sup_by_hand(la[:2], y[:2]) + w * _dice_by_hand(la[2:], lb[2:].argmax(1), 4)
-                + _sup_by_hand(lb[:2], y[:2]) + w * _dice_by_hand(lb[2:], la[2:].argmax(1), 4))
+        want = (
+            _sup_by_hand(la[:2], y[:2])
+            + w * _dice_by_hand(la[2:], lb[2:].argmax(1), 4)
+            + _sup_by_hand(lb[:2], y[:2])
+            + w * _dice_by_hand(lb[2:], la[2:].argmax(1), 4)
+        )
         torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-6)
     # the unlabelled images' masks are never read
     loss2, _ = rec.fit_kwargs["step_fn"](_ctx(rec.models, step), (x, torch.cat([y[:2], 1 - y[2:].clamp(max=1)])))
@@ -137,7 +150,7 @@ def test_mcsc_step_adds_the_weighted_contrast(root):
     double, _ = R.step_function(dataclasses.replace(cfg, legacy_double_contrast=True))(ctx, (x, y))
     torch.testing.assert_close(double, cts + 1.0 * l_cl, rtol=1e-5, atol=1e-6)
     loss.backward()
-    assert all(p.grad is not None for p in rec.models["proj"].parameters())      # the heads are trained
+    assert all(p.grad is not None for p in rec.models["proj"].parameters())  # the heads are trained
 
 
 # ------------------------------------------------------------------------------------ resume, best model
@@ -180,8 +193,16 @@ def test_validator_keeps_the_best_and_test_reports_per_class(root):
 
 # ------------------------------------------------------------------------------------ paper profile
 def test_paper_profile_step_on_cpu_at_batch_1(root):
-    cfg = get_config("mcsc", "paper", image_size=64, dataset=str(root), labelled_cases=1, labeled_bs=1,
-                     unlabeled_bs=1, swin_pretrained=False)
+    cfg = get_config(
+        "mcsc",
+        "paper",
+        image_size=64,
+        dataset=str(root),
+        labelled_cases=1,
+        labeled_bs=1,
+        unlabeled_bs=1,
+        swin_pretrained=False,
+    )
     rec = R.recipe(cfg)
     assert sum(p.numel() for p in rec.models["cnn"].parameters()) == 1_813_764
     assert rec.models["tra"].embed_dim == 96 and set(rec.models["proj"].scales) == {1, 8}
@@ -202,7 +223,7 @@ def test_labelled_slices_are_the_first_lines_of_the_acdc_list():
             cases.append(case_of(n))
     for k in range(1, len(cases) + 1):
         lab, unl = labelled_split(names, k)
-        assert lab == names[:len(lab)] and len(lab) + len(unl) == len(names)
+        assert lab == names[: len(lab)] and len(lab) + len(unl) == len(names)
     # SSL4MIS labels the first 136 lines for 7 cases; the sample holds only the first 2 patients, whose
     # slices are the list's first lines: the 7-case subset starts with them
     assert SSL4MIS_ACDC_SLICES[7] == 136 and len(labelled_split(names, 1)[0]) == SSL4MIS_ACDC_SLICES[1]
@@ -216,14 +237,28 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), TQDM_DISABLE="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        TQDM_DISABLE="1",
+    )
     torch.set_num_threads(1)
     cfg = tiny("cts", root, max_iterations=2, val_every=2)
     h, rec = R.train(cfg, device="cpu", progress=False, load_best=False)
     first = next(iter(rec.data["train"].batch_sampler))
-    torch.save({"states": _states(rec.models), "loss": h.last["train_loss"], "dice": h.last["val_cnn_dice"],
-                "steps": h.last["step"], "batch": first}, os.path.join(out, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "states": _states(rec.models),
+            "loss": h.last["train_loss"],
+            "dice": h.last["val_cnn_dice"],
+            "steps": h.last["step"],
+            "batch": first,
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
 
 
 @pytest.mark.slow
@@ -232,5 +267,5 @@ def test_two_process_gloo_ddp(root, tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     for k in r0["states"]:
         for n, v in r0["states"][k].items():
-            assert torch.equal(v, r1["states"][k][n]), f"{k}.{n}"               # identical weights on both ranks
+            assert torch.equal(v, r1["states"][k][n]), f"{k}.{n}"  # identical weights on both ranks
     assert r0["loss"] == r1["loss"] and r0["dice"] == r1["dice"] and r0["steps"] == 2

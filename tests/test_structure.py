@@ -1,4 +1,5 @@
 """Static checks of the book: notebooks vs _toc.yml, required cells, stored outputs, paths."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,14 @@ def load(nb: Path) -> dict:
 def test_toc_and_files_agree():
     listed = set(toc_files())
     for f in listed:
-        assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), f"_toc.yml names {f}, which does not exist"
-    on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").rglob("*.ipynb")
-               if ".ipynb_checkpoints" not in p.parts}
+        assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), (
+            f"_toc.yml names {f}, which does not exist"
+        )
+    on_disk = {
+        p.relative_to(ROOT).with_suffix("").as_posix()
+        for p in (ROOT / "book").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    }
     on_disk |= {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").rglob("*.md")}
     missing = sorted(on_disk - listed)
     assert not missing, f"in book/ but not in _toc.yml: {missing}"
@@ -41,7 +47,9 @@ def test_every_chapter_has_expectations():
     from tests.chapter_expectations import EXPECTATIONS
 
     names = {nb.stem for nb in CHAPTERS}
-    assert names <= set(EXPECTATIONS), f"chapters without an entry in tests/chapter_expectations.py: {sorted(names - set(EXPECTATIONS))}"
+    assert names <= set(EXPECTATIONS), (
+        f"chapters without an entry in tests/chapter_expectations.py: {sorted(names - set(EXPECTATIONS))}"
+    )
 
 
 @pytest.mark.parametrize("nb_path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
@@ -70,7 +78,11 @@ def test_chapter_structure(nb_path: Path):
     assert re.search(r'^PROFILE\s*=\s*"quick"', psrc, re.M), "stored default must be the quick profile"
     # 4. stored executed, no errors, small outputs, no widget state
     code = [c for c in cells if c["cell_type"] == "code"]
-    unrun = [i for i, c in enumerate(code) if c.get("execution_count") is None and "colab-setup" not in c["metadata"].get("tags", [])]
+    unrun = [
+        i
+        for i, c in enumerate(code)
+        if c.get("execution_count") is None and "colab-setup" not in c["metadata"].get("tags", [])
+    ]
     assert not unrun, f"code cells {unrun} were not executed: store the chapter executed (make notebooks)"
     for c in code:
         for o in c.get("outputs", []):
@@ -180,6 +192,7 @@ def test_set_repo_stamps_a_fork(tmp_path):
 
 # --- test plumbing stays out of the reader's way -------------------------------------------
 
+
 @pytest.mark.parametrize("nb_path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
 def test_no_plumbing_and_every_figure_stored(nb_path: Path):
     from mslib.utils import RECORD_MIME
@@ -189,7 +202,8 @@ def test_no_plumbing_and_every_figure_stored(nb_path: Path):
     for i, c in enumerate(nb["cells"]):
         tags = c["metadata"].get("tags", [])
         assert "injected-parameters" not in tags, (
-            f"{rel}: papermill's injected parameters cell is stored (tools/book.py execute drops it)")
+            f"{rel}: papermill's injected parameters cell is stored (tools/book.py execute drops it)"
+        )
         if c["cell_type"] != "code":
             continue
         images = 0
@@ -202,8 +216,10 @@ def test_no_plumbing_and_every_figure_stored(nb_path: Path):
             images += any(k.startswith("image/") for k in data)
         src = "".join(c["source"])
         if re.search(r"^\s*plt\.show\(\)", src, re.M) and "viz.interactive" not in src:
-            assert images, (f"{rel}, cell {i}: calls plt.show() but stores no figure "
-                            "(executed under MPLBACKEND=Agg? tools/book.py unsets it for kernels)")
+            assert images, (
+                f"{rel}, cell {i}: calls plt.show() but stores no figure "
+                "(executed under MPLBACKEND=Agg? tools/book.py unsets it for kernels)"
+            )
 
 
 def test_record_is_quiet(monkeypatch):
@@ -235,6 +251,7 @@ def test_no_global_agg_backend_in_makefile():
 
 
 # --- widgets in the static book (mslib.viz) --------------------------------------------------
+
 
 def test_interactive_draws_a_static_picture(monkeypatch, capsys):
     """With MSLIB_STATIC_WIDGETS=1 (the book's executions) no widget is built: the function

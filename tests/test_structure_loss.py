@@ -1,4 +1,5 @@
 """Structure loss (M2SNet Eq. 4): weighted BCE + weighted IoU, intended and official (legacy) values."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,9 @@ def test_intended_loss_equals_direct_per_pixel_computation():
         union = (w[b] * (p[b] + g[b])).sum()
         total.append(wbce + 1 - (inter + 1) / (union - inter + 1))
     torch.testing.assert_close(structure_loss(logits, g), torch.stack(total).mean())
-    torch.testing.assert_close(weighted_bce(logits, g, w), torch.stack([(w[b] * bce[b]).sum() / w[b].sum() for b in range(2)]))
+    torch.testing.assert_close(
+        weighted_bce(logits, g, w), torch.stack([(w[b] * bce[b]).sum() / w[b].sum() for b in range(2)])
+    )
     assert weighted_iou(logits, g, w).shape == (2,)
 
 
@@ -64,7 +67,7 @@ def test_weight_really_applies_to_bce():
     w = structure_weight(m)
     plain = F.binary_cross_entropy_with_logits(z, m)
     assert weighted_bce(z, m, w).item() > plain.item() + 0.2
-    empty = torch.zeros(1, 1, 64, 64)            # no boundary: weight 1 everywhere
+    empty = torch.zeros(1, 1, 64, 64)  # no boundary: weight 1 everywhere
     assert torch.all(structure_weight(empty) == 1)
     torch.testing.assert_close(structure_loss(z, empty), structure_loss(z, empty, legacy=True))
 

@@ -1,4 +1,5 @@
 """SU (M2SNet Eq. 1), MSU (Eq. 2) with the box-filter identity, AU and the ASPP / DenseASPP units."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,8 @@ def nparams(m):
 
 def pair(c=6, hw=(9, 11), low=(5, 6), seed=0):
     g = torch.Generator().manual_seed(seed)
-    a = torch.rand(2, c, *low, generator=g)      # deeper, smaller
-    b = torch.rand(2, c, *hw, generator=g)       # shallower
+    a = torch.rand(2, c, *low, generator=g)  # deeper, smaller
+    b = torch.rand(2, c, *hw, generator=g)  # shallower
     return a, b
 
 
@@ -44,11 +45,11 @@ def test_all_ones_3x3_on_ones_map_hand_values():
     x = torch.ones(1, 64, 6, 7)
     for y in (box_filter(x, 3, "dense").expand(-1, 64, -1, -1), all_ones_conv2d(x, 3, "dense"), dense_ones(x, 3)):
         assert y.shape == (1, 64, 6, 7)
-        assert _is(y[:, :, 1:-1, 1:-1], 576)                      # 9 positions x 64 channels
-        assert _is(y[:, :, 0, 1:-1], 384) and _is(y[:, :, -1, 1:-1], 384)   # edges: 6 x 64
+        assert _is(y[:, :, 1:-1, 1:-1], 576)  # 9 positions x 64 channels
+        assert _is(y[:, :, 0, 1:-1], 384) and _is(y[:, :, -1, 1:-1], 384)  # edges: 6 x 64
         assert _is(y[:, :, 1:-1, 0], 384) and _is(y[:, :, 1:-1, -1], 384)
         for i, j in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
-            assert _is(y[:, :, i, j], 256)                         # corners: 4 x 64
+            assert _is(y[:, :, i, j], 256)  # corners: 4 x 64
     y5 = box_filter(x, 5, "dense")
     assert _is(y5[0, 0, 2:4, 2:5], 1600) and _is(y5[0, 0, 0, 0], 9 * 64) and _is(y5[0, 0, 0, 2:5], 15 * 64)
 
@@ -70,7 +71,7 @@ def test_depthwise_reading_is_per_channel_box_sum(k):
     torch.testing.assert_close(box_filter(x, k, "depthwise"), ref)
     torch.testing.assert_close(all_ones_conv2d(x, k, "depthwise"), ref)
     if k == 1:
-        torch.testing.assert_close(box_filter(x, 1, "depthwise"), x)   # 1x1 all-ones per channel = identity
+        torch.testing.assert_close(box_filter(x, 1, "depthwise"), x)  # 1x1 all-ones per channel = identity
 
 
 def test_box_filter_normalize_gives_means():
@@ -135,7 +136,7 @@ def test_msu_adds_zero_parameters_and_no_state_over_su():
     su, msu = SubtractionUnit(64), MultiScaleSubtractionUnit(64)
     assert nparams(msu) == nparams(su)
     assert sum(p.numel() for p in msu.parameters() if p.requires_grad) == nparams(su)
-    assert set(msu.state_dict()) == set(su.state_dict())      # no filter weights stored at all
+    assert set(msu.state_dict()) == set(su.state_dict())  # no filter weights stored at all
     assert [n for n, _ in msu.named_buffers()] == [n for n, _ in su.named_buffers()]
 
 
@@ -183,8 +184,11 @@ def test_aspp_unit_sums_branch_differences():
     up = F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
     inner = sum(torch.abs(ba(up) - bb(b)) for ba, bb in zip(u.branches_a, u.branches_b))
     torch.testing.assert_close(u(a, b), u.conv(inner))
-    assert [(br[0].kernel_size, br[0].dilation) for br in u.branches_a] == [((1, 1), (1, 1)), ((3, 3), (1, 1)),
-                                                                          ((3, 3), (2, 2))]
+    assert [(br[0].kernel_size, br[0].dilation) for br in u.branches_a] == [
+        ((1, 1), (1, 1)),
+        ((3, 3), (1, 1)),
+        ((3, 3), (2, 2)),
+    ]
     per_operand = 64 * 64 + 2 * 64 * 64 * 9
     assert nparams(AsppSubtractionUnit(64)) - nparams(SubtractionUnit(64)) == 2 * per_operand
     assert nparams(AsppSubtractionUnit(64, shared=True)) - nparams(SubtractionUnit(64)) == per_operand
@@ -206,7 +210,8 @@ def test_dense_aspp_unit_feeds_concatenated_features():
     inner = sum(torch.abs(p - q) for p, q in zip(branches(up), branches(b)))
     torch.testing.assert_close(u(a, b), u.conv(inner))
     assert nparams(DenseAsppSubtractionUnit(64)) - nparams(SubtractionUnit(64)) == (
-        64 * 64 + 128 * 64 * 9 + 192 * 64 * 9 + 3 * 128)
+        64 * 64 + 128 * 64 * 9 + 192 * 64 * 9 + 3 * 128
+    )
 
 
 def test_units_reject_bad_input():
@@ -227,8 +232,15 @@ def test_conv_bn_relu_is_torchvision_conv2d_norm_activation():
 
     m = ConvBNReLU(4, 8, 3, dilation=2)
     assert isinstance(m, Conv2dNormActivation)
-    assert m[0].padding == (2, 2) and m[0].bias is not None            # bias kept, as the official count
+    assert m[0].padding == (2, 2) and m[0].bias is not None  # bias kept, as the official count
     assert sum(p.numel() for p in m.parameters()) == 8 * 4 * 9 + 8 + 2 * 8
-    assert list(m.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-                                    "1.num_batches_tracked"]
+    assert list(m.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
     assert ConvBNReLU(4, 8, bias=False)[0].bias is None

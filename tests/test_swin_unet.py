@@ -1,4 +1,5 @@
 """Swin-UNet (swin-tiny, CTS/MCSC Transformer) on torchvision blocks: count, features, ImageNet loading."""
+
 import pytest
 import torch
 from torchvision.models import swin_t
@@ -8,7 +9,7 @@ from mslib.models.swin_unet import SwinUNet
 
 
 def test_parameter_count():
-    assert sum(p.numel() for p in SwinUNet(1, 4).parameters()) == 27_168_420     # SSL4MIS / MCSC
+    assert sum(p.numel() for p in SwinUNet(1, 4).parameters()) == 27_168_420  # SSL4MIS / MCSC
 
 
 def test_features_and_one_channel_input():
@@ -29,7 +30,7 @@ def test_features_and_one_channel_input():
 
 def test_torchvision_swin_t_weights_mirrored_into_decoder():
     torch.manual_seed(1)
-    state = swin_t().state_dict()                     # random torchvision swin_t: same keys as the ImageNet file
+    state = swin_t().state_dict()  # random torchvision swin_t: same keys as the ImageNet file
     m = SwinUNet(1, 4)
     m.load_torchvision_swin_t(state)
     assert m.pretrained_loaded

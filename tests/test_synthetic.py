@@ -1,4 +1,5 @@
 """Tests of the synthetic task generators (mslib.data.synthetic)."""
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,7 @@ def test_fields_have_gaussian_autocorrelation(sigma):
     np.testing.assert_allclose(f.std(axis=(1, 2)), 1, atol=1e-4)
     for lag in (int(sigma), int(2 * sigma)):
         corr = np.mean([(x[:, :-lag] * x[:, lag:]).mean() for x in f] + [(x[:-lag] * x[lag:]).mean() for x in f])
-        assert corr == pytest.approx(math.exp(-lag ** 2 / (4 * sigma ** 2)), abs=0.08)
+        assert corr == pytest.approx(math.exp(-(lag**2) / (4 * sigma**2)), abs=0.08)
 
 
 def test_blob_circle_and_area():
@@ -110,8 +111,8 @@ def test_polyp_sizes_and_counts(batches):
 def test_polyp_has_specular_highlights(batches):
     images, _ = batches["polyp"]
     saturated = (images.min(axis=-1) > 235).mean(axis=(1, 2))
-    assert np.mean(saturated > 0) > 0.5       # most frames have white glints
-    assert np.median(saturated) < 0.05        # but they are small
+    assert np.mean(saturated > 0) > 0.5  # most frames have white glints
+    assert np.median(saturated) < 0.05  # but they are small
 
 
 def test_skin_sizes(batches):
@@ -124,7 +125,7 @@ def test_breast_empty_fraction_and_sizes(batches):
     images, masks = batches["breast"]
     frac = masks.mean(axis=(1, 2))
     empty = frac == 0
-    assert 0.04 <= empty.mean() <= 0.2   # about S.NORMAL_FRACTION = 10 %
+    assert 0.04 <= empty.mean() <= 0.2  # about S.NORMAL_FRACTION = 10 %
     assert frac[~empty].min() <= 0.03 and frac.max() >= 0.2
     # hypoechoic: the mass is darker than the tissue around it
     for im, m in zip(images[~empty][:20], masks[~empty][:20]):
@@ -139,7 +140,7 @@ def test_cardiac_topology(batches):
         assert lv.any() and (m == 2).any()
         padded = np.pad(m, 1, mode="edge")
         for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-            neigh = padded[1 + dy:1 + dy + m.shape[0], 1 + dx:1 + dx + m.shape[1]]
+            neigh = padded[1 + dy : 1 + dy + m.shape[0], 1 + dx : 1 + dx + m.shape[1]]
             assert np.isin(neigh[lv], (2, 3)).all(), "LV touches something other than myocardium"
     has_rv = (masks == 1).any(axis=(1, 2))
     assert 0.7 <= has_rv.mean() < 1.0  # RV in most slices, not in the most apical ones
@@ -159,7 +160,7 @@ def _best_global_threshold_dice(images: np.ndarray, fg: np.ndarray) -> float:
     hb = np.stack([np.bincount(im[~m], minlength=256) for im, m in zip(images, fg)]).astype(float)
     pos = hf.sum(axis=1, keepdims=True)
     best = 0.0
-    for f, b in ((hf, hb), (hf[:, ::-1], hb[:, ::-1])):   # "x >= t" and "x <= t"
+    for f, b in ((hf, hb), (hf[:, ::-1], hb[:, ::-1])):  # "x >= t" and "x <= t"
         tp = np.cumsum(f[:, ::-1], axis=1)[:, ::-1]
         fp = np.cumsum(b[:, ::-1], axis=1)[:, ::-1]
         dice = 2 * tp / (tp + fp + pos)
@@ -180,7 +181,7 @@ def test_not_trivially_separable(task, batches):
     images, masks = batches[task]
     images, masks = images[:60], masks[:60]
     gray = images if images.ndim == 3 else images.mean(axis=-1).round().astype(np.uint8)
-    fg = masks == (3 if task == "cardiac" else 1)   # cardiac: the LV blood pool
+    fg = masks == (3 if task == "cardiac" else 1)  # cardiac: the LV blood pool
     assert _best_global_threshold_dice(gray, fg) < 0.9
 
 

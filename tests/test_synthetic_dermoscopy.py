@@ -1,4 +1,5 @@
 """The harder synthetic dermoscopy generator and its statistics (mslib.data.synthetic_dermoscopy)."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def test_lesion_area_stays_in_range_and_spans_it():
     _, masks = sd.make_batch(60, 96, seed=0)
     area = masks.reshape(60, -1).mean(1)
     assert area.min() >= sd.AREA_RANGE[0] - 0.005 and area.max() <= sd.AREA_RANGE[1] + 0.005
-    assert area.min() < 0.15 and area.max() > 0.6                      # small and large lesions both occur
+    assert area.min() < 0.15 and area.max() > 0.6  # small and large lesions both occur
 
 
 def test_hard_cases_occur():
@@ -36,15 +37,15 @@ def test_hard_cases_occur():
     dark_corner = [(im[:6, :6].max(-1) < 20).mean() > 0.5 for im in images]
     stats = [sd.image_stats(im, m) for im, m in zip(images, masks)]
     assert 5 <= sum(dark_corner) <= 35
-    assert sum(s["contrast"] < 0.08 for s in stats) >= 3                 # pale
-    assert sum(s["contrast"] > 0.2 for s in stats) >= 5                  # and clearly pigmented
+    assert sum(s["contrast"] < 0.08 for s in stats) >= 3  # pale
+    assert sum(s["contrast"] > 0.2 for s in stats) >= 5  # and clearly pigmented
 
 
 def test_image_stats_hand_computed():
     img = np.zeros((4, 4, 3), np.uint8)
     img[...] = (200, 200, 200)
-    img[:2, :2] = (100, 100, 100)          # lesion: 4 px
-    img[3, 3] = (0, 0, 0)                  # a dark-corner pixel: not skin
+    img[:2, :2] = (100, 100, 100)  # lesion: 4 px
+    img[3, 3] = (0, 0, 0)  # a dark-corner pixel: not skin
     mask = np.zeros((4, 4), np.uint8)
     mask[:2, :2] = 1
     st = sd.image_stats(img, mask)
@@ -52,10 +53,12 @@ def test_image_stats_hand_computed():
     np.testing.assert_allclose(st["lesion_rgb"], [100 / 255] * 3)
     np.testing.assert_allclose(st["skin_rgb"], [200 / 255] * 3)
     assert st["contrast"] == pytest.approx((200 - 100) / (200 + 100))
+
     # grey levels: Delta E is the difference of the L* values (a* = b* = 0)
     def lstar(v):
         c = ((v / 255 + 0.055) / 1.055) ** 2.4
         return 116 * c ** (1 / 3) - 16
+
     assert st["delta_e"] == pytest.approx(lstar(200) - lstar(100), abs=1e-3)
 
 
@@ -82,6 +85,7 @@ def test_generate_writes_a_valid_prepared_folder(tmp_path):
     img, _ = sd.make_batch(6, 48, seed=5)
     name = ds.names[0]
     from PIL import Image
+
     np.testing.assert_array_equal(np.asarray(Image.open(root / "images" / f"{name}.png")), img[int(name.split("_")[1])])
 
 

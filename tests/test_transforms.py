@@ -1,4 +1,5 @@
 """Joint transforms: image and mask move together, masks keep their class indices."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,9 @@ def test_hflip_and_vflip_move_image_and_mask_together():
 
 def test_plain_tensor_pairs_are_wrapped_so_the_mask_is_transformed_too():
     image, mask = _pattern()
-    out_i, out_m = build_transforms(True, None, hflip=1.0)(image.as_subclass(torch.Tensor),
-                                                          mask.as_subclass(torch.Tensor))
+    out_i, out_m = build_transforms(True, None, hflip=1.0)(
+        image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+    )
     assert isinstance(out_m, tv_tensors.Mask) and torch.equal(out_m, mask.flip(-1))
     # uint8 images are scaled to float [0, 1]
     out_i, _ = build_transforms(False, None)(torch.full((3, 4, 4), 255, dtype=torch.uint8), torch.zeros(4, 4))
@@ -119,8 +121,9 @@ def test_color_jitter_and_normalize_leave_masks_unchanged():
     torch.testing.assert_close(out_i.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor))
     assert torch.equal(out_m, mask)
     # grayscale images accept colour jitter too
-    g, m = build_transforms(True, None, color_jitter=(0.2, 0.2, 0.2, 0.02))(tv_tensors.Image(torch.rand(1, 8, 8)),
-                                                                            tv_tensors.Mask(torch.zeros(8, 8)))
+    g, m = build_transforms(True, None, color_jitter=(0.2, 0.2, 0.2, 0.02))(
+        tv_tensors.Image(torch.rand(1, 8, 8)), tv_tensors.Mask(torch.zeros(8, 8))
+    )
     assert g.shape == (1, 8, 8)
 
 
@@ -196,8 +199,9 @@ def test_random_batch_resize_default_sizes_seeded_and_errors():
 
 
 def test_random_batch_resize_as_collate_fn():
-    items = [(tv_tensors.Image(torch.rand(3, 10, 10)), tv_tensors.Mask(torch.randint(0, 2, (10, 10))))
-             for _ in range(4)]
+    items = [
+        (tv_tensors.Image(torch.rand(3, 10, 10)), tv_tensors.Mask(torch.randint(0, 2, (10, 10)))) for _ in range(4)
+    ]
     loader = DataLoader(items, batch_size=2, collate_fn=RandomBatchResize((6, 7)).collate)
     for images, masks in loader:
         assert images.shape[0] == 2 and images.shape[-1] in (6, 7) and masks.shape[-1] == images.shape[-1]

@@ -1,4 +1,5 @@
 """UAFR (PDCR/UAFR paper Eq. 13-15): values, parameter count, extremes."""
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def _set_last_conv(block: UAFR, weight: float, bias: tuple[float, float]) -> Non
 
 def test_uniform_logits_leave_q_unchanged():
     block = UAFR(8).eval()
-    _set_last_conv(block, 0.0, (0.3, 0.3))     # equal logits: U = 1, Q_hat = Q (1 + 0)
+    _set_last_conv(block, 0.0, (0.3, 0.3))  # equal logits: U = 1, Q_hat = Q (1 + 0)
     q = torch.randn(2, 8, 5, 7)
     torch.testing.assert_close(block(q), q)
 
@@ -51,9 +52,9 @@ def test_forward_matches_eq_13_to_15_written_out():
     torch.manual_seed(0)
     block = UAFR(6, num_states=3).eval()
     q = torch.randn(2, 6, 4, 4)
-    a = torch.softmax(block.head(q), dim=1)                       # Eq. 13
-    u = -(a * torch.log2(a)).sum(1) / math.log2(3)                # Eq. 14
-    torch.testing.assert_close(block(q), q * (1 + (1 - u))[:, None])   # Eq. 15
+    a = torch.softmax(block.head(q), dim=1)  # Eq. 13
+    u = -(a * torch.log2(a)).sum(1) / math.log2(3)  # Eq. 14
+    torch.testing.assert_close(block(q), q * (1 + (1 - u))[:, None])  # Eq. 15
     assert ((u >= 0) & (u <= 1)).all()
 
 

@@ -1,4 +1,5 @@
 """UNet baseline (mslib.models.unet) and its loss (mslib.losses.dice: soft Dice, Dice+BCE, Dice+CE)."""
+
 import math
 
 import pytest
@@ -41,9 +42,14 @@ def test_paper_width_matches_the_commonly_reported_count():
     assert n_params(UNet(3, 2, 64, 4)) == 31_037_698
 
 
-@pytest.mark.parametrize("cfg", [dict(in_channels=1, num_classes=4, base_channels=16, depth=4),
-                                 dict(in_channels=3, num_classes=1, base_channels=8, depth=3, norm="none"),
-                                 dict(in_channels=3, num_classes=3, base_channels=8, depth=1, norm="group")])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(in_channels=1, num_classes=4, base_channels=16, depth=4),
+        dict(in_channels=3, num_classes=1, base_channels=8, depth=3, norm="none"),
+        dict(in_channels=3, num_classes=3, base_channels=8, depth=1, norm="group"),
+    ],
+)
 def test_parameter_formula_matches_module(cfg):
     assert n_params(UNet(**cfg)) == unet_num_parameters(**cfg)
 
@@ -106,7 +112,7 @@ def test_binary_soft_dice_hand_computed():
 
 def test_batch_dice_vs_per_image():
     logits, target = binary_example()
-    logits = torch.cat([logits, torch.zeros(1, 1, 2, 2)])          # image 2: p = 0.5 everywhere, empty mask
+    logits = torch.cat([logits, torch.zeros(1, 1, 2, 2)])  # image 2: p = 0.5 everywhere, empty mask
     target = torch.cat([target, torch.zeros(1, 2, 2, dtype=torch.long)])
     # per image: D1 = 0.72, D2 = (0 + 1) / (2 + 0 + 1) = 1/3
     torch.testing.assert_close(soft_dice_loss(logits, target), torch.tensor(1 - (0.72 + 1 / 3) / 2))
@@ -123,8 +129,8 @@ def multiclass_example():
 
 def test_multiclass_soft_dice_hand_computed():
     logits, target = multiclass_example()
-    d0 = (2 * 0.5 + 1) / (0.7 + 1 + 1)   # class 0: inter 0.5, sum p 0.7, sum g 1
-    d1 = (2 * 0.8 + 1) / (1.3 + 1 + 1)   # class 1: inter 0.8, sum p 1.3, sum g 1
+    d0 = (2 * 0.5 + 1) / (0.7 + 1 + 1)  # class 0: inter 0.5, sum p 0.7, sum g 1
+    d1 = (2 * 0.8 + 1) / (1.3 + 1 + 1)  # class 1: inter 0.8, sum p 1.3, sum g 1
     torch.testing.assert_close(soft_dice_loss(logits, target), torch.tensor(1 - (d0 + d1) / 2))
     torch.testing.assert_close(soft_dice_loss(logits, target, include_background=False), torch.tensor(1 - d1))
     onehot = F.one_hot(target, 2).permute(0, 3, 1, 2).float()

@@ -1,4 +1,5 @@
 """SSL4MIS UNet (CTS/MCSC CNN): parameter count, multi-scale features, errors."""
+
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ def _count(m):
 
 
 def test_parameter_counts():
-    assert _count(UNetSSL4MIS(1, 4)) == 1_813_764                       # SSL4MIS / MCSC, as the code runs
+    assert _count(UNetSSL4MIS(1, 4)) == 1_813_764  # SSL4MIS / MCSC, as the code runs
     assert _count(UNetSSL4MIS(1, 4, upsampling="transposed")) == 1_944_324
     # the difference is the up-sampling: 4ab + b (2x2 transposed) vs ab + b (1x1 conv), summed over levels
     assert 1_944_324 - 1_813_764 == 3 * (256 * 128 + 128 * 64 + 64 * 32 + 32 * 16)

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -34,10 +31,18 @@ def test_seed_everything_reproduces_all_generators():
 
 
 def test_record_roundtrip_through_notebook_json():
-    nb = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "display_data", "data": {RECORD_MIME: {"dice": 0.8}, "text/plain": "x"}}]},
-        {"cell_type": "code", "outputs": [
-        {"output_type": "display_data", "data": {RECORD_MIME: {"dice": 0.9, "n": 3}}}]}]}
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [{"output_type": "display_data", "data": {RECORD_MIME: {"dice": 0.8}, "text/plain": "x"}}],
+            },
+            {
+                "cell_type": "code",
+                "outputs": [{"output_type": "display_data", "data": {RECORD_MIME: {"dice": 0.9, "n": 3}}}],
+            },
+        ]
+    }
     assert read_records(nb) == {"dice": 0.9, "n": 3}
     assert to_jsonable(torch.tensor(0.5)) == 0.5
     assert to_jsonable({"a": np.arange(3)}) == {"a": [0, 1, 2]}

@@ -35,7 +35,9 @@ def test_figures_build():
     assert len(fig.axes) == 4
     fig = viz.feature_grid(torch.randn(1, 10, 8, 8), n=6, ncols=3)
     assert len(fig.axes) == 6
-    ax = viz.plot_history([{"epoch": 1, "train_loss": 1.0, "val_dice": 0.2}, {"epoch": 2, "train_loss": 0.5, "val_dice": 0.6}])
+    ax = viz.plot_history(
+        [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.2}, {"epoch": 2, "train_loss": 0.5, "val_dice": 0.6}]
+    )
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"train_loss", "val_dice"}
     with pytest.raises(ValueError):
         viz.plot_history([])

@@ -1,4 +1,5 @@
 """Per-volume Dice/HD95 (MCSC protocol): conventions, units, means over volumes then classes."""
+
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ def _vol():
     gt[:, 2:6, 2:6] = 1
     gt[1, 7:10, 7:10] = 2
     pred = gt.copy()
-    pred[:, 2:6, 6] = 1          # class 1: one extra column
+    pred[:, 2:6, 6] = 1  # class 1: one extra column
     return pred, gt
 
 
@@ -24,7 +25,7 @@ def test_dice_by_hand_and_absent_class_nan():
     # class 1: |G| = 48, |A| = 60, overlap 48 -> 96 / 108
     assert s["dice"][0] == pytest.approx(96 / 108)
     assert s["dice"][1] == pytest.approx(1.0) and s["hd95"][1] == 0.0
-    assert math.isnan(s["dice"][2]) and math.isnan(s["hd95"][2])      # class 3 absent from both
+    assert math.isnan(s["dice"][2]) and math.isnan(s["hd95"][2])  # class 3 absent from both
 
 
 def test_hd95_against_direct_surface_distances_with_spacing():
@@ -39,24 +40,24 @@ def test_hd95_against_direct_surface_distances_with_spacing():
     d1 = ndimage.distance_transform_edt(~surface(g), sampling=spacing)[surface(a)]
     d2 = ndimage.distance_transform_edt(~surface(a), sampling=spacing)[surface(g)]
     assert s["hd95"][0] == pytest.approx(np.percentile(np.concatenate([d1, d2]), 95), rel=1e-5)
-    px = volume_scores(pred, gt, 4)                                    # voxel units
+    px = volume_scores(pred, gt, 4)  # voxel units
     assert px["hd95"][0] != pytest.approx(s["hd95"][0])
 
 
 def test_empty_prediction_conventions():
     _, gt = _vol()
     pred = gt.copy()
-    pred[pred == 2] = 0                 # class 2 missed
-    pred[0, 0, 0] = 3                   # class 3 hallucinated
+    pred[pred == 2] = 0  # class 2 missed
+    pred[0, 0, 0] = 3  # class 3 hallucinated
     s = volume_scores(pred, gt, 4)
-    diag = math.sqrt(3 ** 2 + 12 ** 2 + 12 ** 2)
+    diag = math.sqrt(3**2 + 12**2 + 12**2)
     assert s["dice"][1] == 0 and s["hd95"][1] == pytest.approx(diag)
     assert s["dice"][2] == 0 and s["hd95"][2] == pytest.approx(diag)
     inf = volume_scores(pred, gt, 4, empty_hd95=math.inf)
     assert math.isinf(inf["hd95"][1])
     off = volume_scores(pred, gt, 4, legacy_official=True)
-    assert off["dice"][1] == 0 and off["hd95"][1] == 0                 # official: empty prediction -> HD95 0
-    assert off["dice"][2] == 1 and off["hd95"][2] == 0                 # prediction without ground truth -> (1, 0)
+    assert off["dice"][1] == 0 and off["hd95"][1] == 0  # official: empty prediction -> HD95 0
+    assert off["dice"][2] == 1 and off["hd95"][2] == 0  # prediction without ground truth -> (1, 0)
     both = volume_scores(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), 2, legacy_official=True)
     assert both["dice"][0] == 0 and both["hd95"][0] == 0
 

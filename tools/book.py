@@ -14,6 +14,7 @@ _config.yml): it serves MathJax from the build itself (no CDN), adds the book's 
 JavaScript (book/_static) and hides test plumbing (``# NBVAL_CHECK_OUTPUT`` markers,
 papermill's injected parameters cell) from the rendered pages.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,11 @@ def strip_widget_state(nb: dict) -> dict:
     """Drop ipywidgets state and widget-view outputs (static HTML would show 'HBox(...)')."""
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
-        outs = [o for o in cell.get("outputs", []) or []
-                if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+        outs = [
+            o
+            for o in cell.get("outputs", []) or []
+            if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
+        ]
         if cell.get("cell_type") == "code":
             cell["outputs"] = outs
     return nb
@@ -82,8 +86,14 @@ def execute(nb_path: Path, out_path: Path, parameters: dict | None = None, timeo
     t0 = time.perf_counter()
     with _environment(EXECUTION_ENV):
         pm.execute_notebook(
-            str(nb_path), str(out_path), parameters=params, kernel_name="python3", cwd=str(nb_path.parent),
-            progress_bar=False, execution_timeout=timeout, log_output=False,
+            str(nb_path),
+            str(out_path),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(nb_path.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
+            log_output=False,
         )
     return time.perf_counter() - t0
 
@@ -182,6 +192,7 @@ def cmd_build(args) -> int:
         print(f"\nThe book is built: open {ROOT / '_build' / 'html' / 'index.html'}")
     return rc
 
+
 # --- the repository address: one source of truth (_config.yml), stamped everywhere ---------
 
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"'\]]+")
@@ -248,8 +259,10 @@ def set_repo(url: str | None = None, branch: str | None = None, root: Path = ROO
             text = json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=sort_keys) + "\n"
             nb_path.write_text(text, encoding="utf-8")
             changed.append(nb_path)
-    for path, badge in ((root / "tools" / "chapter_template.py", colab_url("book/NN_name.ipynb", root)),
-                        (root / "README.md", None)):
+    for path, badge in (
+        (root / "tools" / "chapter_template.py", colab_url("book/NN_name.ipynb", root)),
+        (root / "README.md", None),
+    ):
         if path.exists():
             old = path.read_text(encoding="utf-8")
             new = _stamp_text(old, badge, spec).replace(old_url, repository(root)[0])
@@ -271,8 +284,10 @@ def mathjax_source() -> Path:
     try:
         mod = importlib.import_module("sphinx-mathjax-offline")
     except ImportError as exc:
-        raise RuntimeError("the book serves MathJax from its own build: pip install sphinx-mathjax-offline "
-                           "(it is in the book extra: pip install -e '.[book]')") from exc
+        raise RuntimeError(
+            "the book serves MathJax from its own build: pip install sphinx-mathjax-offline "
+            "(it is in the book extra: pip install -e '.[book]')"
+        ) from exc
     folder = Path(mod.__file__).parent / "static" / "mathjax"
     if not (folder / Path(MATHJAX_PATH).name).exists():
         raise RuntimeError(f"{folder} has no {Path(MATHJAX_PATH).name}: reinstall sphinx-mathjax-offline")
@@ -405,8 +420,9 @@ def docstring_is_clean(lines: list[str]) -> bool:
 
     probe = SPHINX_ROLE.sub("``x``", "\n".join(lines))
     try:
-        tree = publish_doctree(probe, settings_overrides={"report_level": 2, "halt_level": 5,
-                                                          "warning_stream": io.StringIO()})
+        tree = publish_doctree(
+            probe, settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": io.StringIO()}
+        )
     except Exception:  # noqa: BLE001 - any parser failure means "show it verbatim"
         return False
     if any(True for _ in tree.findall(nodes.problematic)):
@@ -432,10 +448,10 @@ def _sphinx_copy_mathjax(app, exc) -> None:
 def setup(app):
     """Sphinx entry point (``sphinx: local_extensions: {book: tools/}`` in _config.yml)."""
     app.connect("config-inited", _sphinx_config_inited)
-    app.connect("doctree-read", _sphinx_local_badge, priority=400)   # before Sphinx collects images
+    app.connect("doctree-read", _sphinx_local_badge, priority=400)  # before Sphinx collects images
     app.connect("doctree-read", _sphinx_hide_plumbing)
     app.connect("html-page-context", _sphinx_dedupe_scripts, priority=100)
-    app.connect("autodoc-process-docstring", _sphinx_safe_docstring, priority=900)   # after napoleon
+    app.connect("autodoc-process-docstring", _sphinx_safe_docstring, priority=900)  # after napoleon
     app.connect("doctree-resolved", _sphinx_link_api)
     app.connect("build-finished", _sphinx_copy_mathjax)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
@@ -443,10 +459,16 @@ def setup(app):
 
 # --- print / PDF ---------------------------------------------------------------------------
 
+
 def find_chromium() -> str | None:
     """A Chromium binary (Debian's ``chromium``; ``$MSLIB_CHROMIUM`` overrides)."""
-    for cand in (os.environ.get("MSLIB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                 shutil.which("chromium-browser"), shutil.which("google-chrome")):
+    for cand in (
+        os.environ.get("MSLIB_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if cand and Path(cand).exists():
             return cand
     return None
@@ -471,8 +493,10 @@ def cmd_pdf(args) -> int:
 
     missing = [p for p in html_pages(html_dir) if not p.exists()]
     if missing:
-        print(f"not built yet: {', '.join(p.name for p in missing)}; run `make book` (or `make book-html`) first",
-              file=sys.stderr)
+        print(
+            f"not built yet: {', '.join(p.name for p in missing)}; run `make book` (or `make book-html`) first",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -483,14 +507,19 @@ def cmd_pdf(args) -> int:
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort())
         for i, html in enumerate(html_pages(html_dir), 1):
             page.goto(html.as_uri(), wait_until="load")
-            page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise",
-                                   timeout=30000)
+            page.wait_for_function(
+                "() => !window.MathJax || !MathJax.startup || MathJax.startup.promise", timeout=30000
+            )
             page.evaluate("() => (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null")
             page.emulate_media(media="print")
             page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
             target = out / f"{i:02d}_{html.stem}.pdf"
-            page.pdf(path=str(target), format="A4", print_background=True,
-                     margin={"top": "15mm", "bottom": "15mm", "left": "14mm", "right": "14mm"})
+            page.pdf(
+                path=str(target),
+                format="A4",
+                print_background=True,
+                margin={"top": "15mm", "bottom": "15mm", "left": "14mm", "right": "14mm"},
+            )
             written.append(target)
             print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target, flush=True)
         browser.close()

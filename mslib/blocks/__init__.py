@@ -6,6 +6,7 @@
 
 Every name is also importable from its module (``mslib.blocks.subtraction`` ...).
 """
+
 from mslib.blocks.attention import (
     EfficientAttention,
     EfficientTransformerBlock,

@@ -16,6 +16,7 @@ two branches.
 Tokens are ``(B, N, C)`` sequences of an ``H x W`` map (``N = H * W``, row-major), which
 is what the Mix-FFN needs to reshape for its depth-wise convolution.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ def efficient_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tu
         raise ValueError(f"q and k need the same channel size, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v need the same number of tokens, got k {tuple(k.shape)} and v {tuple(v.shape)}")
-    context = k.softmax(dim=-2).transpose(-2, -1) @ v      # (..., d_k, d_v): global context G
+    context = k.softmax(dim=-2).transpose(-2, -1) @ v  # (..., d_k, d_v): global context G
     return q.softmax(dim=-1) @ context, context
 
 
@@ -89,7 +90,7 @@ class EfficientAttention(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"EfficientAttention expects tokens (B, N, {self.dim}), got {tuple(x.shape)}")
         q, k, v = self._split(self.to_q(x)), self._split(self.to_k(x)), self._split(self.to_v(x))
-        out, context = efficient_attention(q, k, v)             # (B, h, N, dv/h), (B, h, dk/h, dv/h)
+        out, context = efficient_attention(q, k, v)  # (B, h, N, dv/h), (B, h, dk/h, dv/h)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.value_dim)
         return self.proj(out), context
 
@@ -114,7 +115,7 @@ class MixFFN(nn.Module):
         if h * w != n:
             raise ValueError(f"MixFFN: hw={hw} does not match the {n} tokens")
         x = self.fc1(x)
-        m = x.view(b, h, w, -1).permute(0, 3, 1, 2)                  # channels-last view, no copy
+        m = x.view(b, h, w, -1).permute(0, 3, 1, 2)  # channels-last view, no copy
         x = self.dwconv(m).permute(0, 2, 3, 1).reshape(b, n, -1)
         return self.fc2(self.act(x))
 

@@ -11,6 +11,7 @@
 The losses that use these tokens (correlation matrix, Eq. 8, and its L1 distance to the
 identity, Eq. 9) live in :mod:`mslib.losses.scale_consistency`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -69,9 +70,9 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
         # (torch.var_mean over dim 0 is slow on CPU.)
         c = flat.detach().mean(dim=0)
         centred = flat - c
-        shift = centred.mean(dim=0)                  # ~0: float rounding of the first pass
+        shift = centred.mean(dim=0)  # ~0: float rounding of the first pass
         mean = c + shift
-        var = (centred * centred).mean(dim=0) - shift * shift   # biased, as BatchNorm normalises
+        var = (centred * centred).mean(dim=0) - shift * shift  # biased, as BatchNorm normalises
         if bn.training and bn.track_running_stats and bn.running_mean is not None:
             with torch.no_grad():
                 n = flat.shape[0]
@@ -87,8 +88,9 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
     return scale, offset
 
 
-def integral_image(zl: torch.Tensor, rows: torch.Tensor | None = None,
-                   cols: torch.Tensor | None = None) -> torch.Tensor:
+def integral_image(
+    zl: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+) -> torch.Tensor:
     """Summed-area table of a channels-last ``(B, H, W, K)`` map.
 
     Without ``rows``/``cols``: the full ``(B, H+1, W+1, K)`` table with
@@ -118,7 +120,7 @@ def _sparse_prefix(z: torch.Tensor, edges: torch.Tensor, dim: int) -> torch.Tens
     gap = torch.searchsorted(edges, torch.arange(n, device=z.device), right=True)
     shape = list(z.shape)
     shape[dim] = e + 1
-    sums = z.new_zeros(shape).index_add(dim, gap, z)                  # (..., e + 1, ...): gap sums, last one unused
+    sums = z.new_zeros(shape).index_add(dim, gap, z)  # (..., e + 1, ...): gap sums, last one unused
     return sums.narrow(dim, 0, e).cumsum(dim)
 
 
@@ -132,8 +134,13 @@ def adaptive_bins(start: int, stop: int, out: int, device=None) -> tuple[torch.T
     return start + (i * n) // out, start - ((-(i + 1) * n) // out)
 
 
-def box_means(s: torch.Tensor, window: tuple[int, int, int, int], out: int, rows: torch.Tensor | None = None,
-              cols: torch.Tensor | None = None) -> torch.Tensor:
+def box_means(
+    s: torch.Tensor,
+    window: tuple[int, int, int, int],
+    out: int,
+    rows: torch.Tensor | None = None,
+    cols: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``adaptive_avg_pool2d(z[..., r0:r1, c0:c1], out)`` read from the summed-area table ``s`` of ``z``.
 
     ``s`` is :func:`integral_image` of a channels-last ``(B, H, W, K)`` map (the full table,
@@ -150,8 +157,8 @@ def box_means(s: torch.Tensor, window: tuple[int, int, int, int], out: int, rows
         ra, rb = _position(rows, ra), _position(rows, rb)
     if cols is not None:
         ca, cb = _position(cols, ca), _position(cols, cb)
-    r = s.index_select(1, rb) - s.index_select(1, ra)                    # (B, out, W', K)
-    box = r.index_select(2, cb) - r.index_select(2, ca)                  # (B, out, out, K)
+    r = s.index_select(1, rb) - s.index_select(1, ra)  # (B, out, W', K)
+    box = r.index_select(2, cb) - r.index_select(2, ca)  # (B, out, out, K)
     return box / area[None, :, :, None]
 
 
@@ -185,8 +192,16 @@ class IntraScaleTokens(nn.Module):
     :func:`shifted_pairs`, each ``(B, grid**2, dim)``.
     """
 
-    def __init__(self, channels: int, dim: int = 64, grid: int = 8, cell: int = 4, heads: int = 1,
-                 shift: int = 2, shift_mode: str = "hv"):
+    def __init__(
+        self,
+        channels: int,
+        dim: int = 64,
+        grid: int = 8,
+        cell: int = 4,
+        heads: int = 1,
+        shift: int = 2,
+        shift_mode: str = "hv",
+    ):
         super().__init__()
         for name, val in (("channels", channels), ("dim", dim), ("grid", grid), ("cell", cell), ("heads", heads)):
             if not isinstance(val, int) or val < 1:
@@ -225,7 +240,7 @@ class IntraScaleTokens(nn.Module):
         c = zl.detach().mean(dim=(0, 1, 2))
         L = self.grid * self.cell
         bins = [(adaptive_bins(r0, r1, L), adaptive_bins(c0, c1, L)) for r0, r1, c0, c1 in windows]
-        rows = torch.cat([torch.cat(rb) for rb, _ in bins]).unique().to(zl.device)   # sorted
+        rows = torch.cat([torch.cat(rb) for rb, _ in bins]).unique().to(zl.device)  # sorted
         cols = torch.cat([torch.cat(cb) for _, cb in bins]).unique().to(zl.device)
         s = integral_image(zl - c, rows, cols)
         return [box_means(s, w, L, rows, cols) + c for w in windows]
@@ -244,7 +259,7 @@ class IntraScaleTokens(nn.Module):
         h, w = z.shape[-2:]
         if min(h, w) <= self.shift:
             raise ValueError(f"IntraScaleTokens: shift={self.shift} is too large for a {h}x{w} map")
-        zl = z.permute(0, 2, 3, 1)                                  # (B, H, W, K); a view for channels-last z
+        zl = z.permute(0, 2, 3, 1)  # (B, H, W, K); a view for channels-last z
         scale, offset = self.normalize(zl)
         aff = lambda p: p * scale + offset  # noqa: E731  BN affine on the pooled values
         pairs = self._windows(h, w)

@@ -44,6 +44,7 @@ difference once (``impl="box"``). ``impl="conv"`` computes Eq. 2 literally with 
 ``F.conv2d`` on both operands (the official cost) and serves as the reference in tests and
 benchmarks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -78,10 +79,17 @@ class ConvBNReLU(Conv2dNormActivation):
     ``nn.Sequential(Conv2d, BatchNorm2d, ReLU)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                 bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias,
-                         norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, inplace=True)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1, bias: bool = True):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            dilation=dilation,
+            bias=bias,
+            norm_layer=nn.BatchNorm2d,
+            activation_layer=nn.ReLU,
+            inplace=True,
+        )
 
 
 def _check_kernel(k: int) -> int:
@@ -152,8 +160,9 @@ class _Unit(nn.Module):
         """``f_a``: deeper feature (upsampled to ``f_b``), ``f_b``: shallower feature; both (B, C, *, *)."""
         for name, t in (("f_a", f_a), ("f_b", f_b)):
             if t.ndim != 4 or t.shape[1] != self.channels:
-                raise ValueError(f"{type(self).__name__}: {name} must be (B, {self.channels}, H, W), "
-                                 f"got {tuple(t.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__}: {name} must be (B, {self.channels}, H, W), got {tuple(t.shape)}"
+                )
         return self.conv(self.combine(upsample_to(f_a, f_b), f_b))
 
 
@@ -189,8 +198,15 @@ class MultiScaleSubtractionUnit(_Unit):
     The unit holds no filter weights: ``sum(p.numel() for p in msu.parameters())`` equals the SU's.
     """
 
-    def __init__(self, channels: int = 64, kernel_sizes: Sequence[int] = (1, 3, 5), mode: str = "dense",
-                 identity_1x1: bool = True, normalize: bool = False, impl: str = "box"):
+    def __init__(
+        self,
+        channels: int = 64,
+        kernel_sizes: Sequence[int] = (1, 3, 5),
+        mode: str = "dense",
+        identity_1x1: bool = True,
+        normalize: bool = False,
+        impl: str = "box",
+    ):
         super().__init__(channels)
         self.kernel_sizes = tuple(_check_kernel(k) for k in kernel_sizes)
         if not self.kernel_sizes:
@@ -202,8 +218,10 @@ class MultiScaleSubtractionUnit(_Unit):
         self.mode, self.identity_1x1, self.normalize, self.impl = mode, bool(identity_1x1), bool(normalize), impl
 
     def extra_repr(self) -> str:
-        return (f"kernel_sizes={self.kernel_sizes}, mode={self.mode!r}, identity_1x1={self.identity_1x1}, "
-                f"normalize={self.normalize}, impl={self.impl!r}")
+        return (
+            f"kernel_sizes={self.kernel_sizes}, mode={self.mode!r}, identity_1x1={self.identity_1x1}, "
+            f"normalize={self.normalize}, impl={self.impl!r}"
+        )
 
     def _filter(self, x: torch.Tensor, k: int) -> torch.Tensor:
         if k == 1 and self.identity_1x1:
@@ -271,17 +289,32 @@ class AsppSubtractionUnit(_BranchUnit):
     (Table VIII). ``shared=True`` applies one set of branches to both operands, as the fixed filters are.
     """
 
-    def __init__(self, channels: int = 64, kernel_sizes: Sequence[int] = (1, 3, 3), rates: Sequence[int] = (1, 1, 2),
-                 shared: bool = False):
+    def __init__(
+        self,
+        channels: int = 64,
+        kernel_sizes: Sequence[int] = (1, 3, 3),
+        rates: Sequence[int] = (1, 1, 2),
+        shared: bool = False,
+    ):
         super().__init__(channels)
         if len(kernel_sizes) != len(rates):
             raise ValueError("kernel_sizes and rates must have the same length")
 
         def branches():
             return nn.ModuleList(
-                nn.Sequential(nn.Conv2d(channels, channels, _check_kernel(int(k)), padding=int(r) * (int(k) // 2),
-                                        dilation=int(r), bias=False), nn.ReLU(inplace=True))
-                for k, r in zip(kernel_sizes, rates))
+                nn.Sequential(
+                    nn.Conv2d(
+                        channels,
+                        channels,
+                        _check_kernel(int(k)),
+                        padding=int(r) * (int(k) // 2),
+                        dilation=int(r),
+                        bias=False,
+                    ),
+                    nn.ReLU(inplace=True),
+                )
+                for k, r in zip(kernel_sizes, rates)
+            )
 
         self.shared = bool(shared)
         self.branches_a = branches()
@@ -306,7 +339,8 @@ class DenseAsppSubtractionUnit(_BranchUnit):
             raise ValueError("kernel_sizes and rates must have the same length")
         self.layers = nn.ModuleList(
             ConvBNReLU(channels * (j + 1), channels, _check_kernel(int(k)), int(r), bias=False)
-            for j, (k, r) in enumerate(zip(kernel_sizes, rates)))
+            for j, (k, r) in enumerate(zip(kernel_sizes, rates))
+        )
 
     def branch_outputs(self, x, operand):
         feats, outs = [x], []

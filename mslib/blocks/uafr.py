@@ -13,6 +13,7 @@ No loss supervises the head (as in the paper and the official code). Parameters:
 M = 2 and 16 hidden channels (9·16·C + 2·16 (BN) + 16·2 + 2). With M = 1 the softmax is 1 and
 the entropy 0 everywhere (Table IX(b) lists M = 1): U is defined as 0, Q_hat = 2 Q.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def normalized_entropy(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
     if m == 1:
         return torch.zeros_like(logits).sum(dim)
     logp = F.log_softmax(logits, dim=dim)
-    return -(logp.exp() * logp).sum(dim) / math.log(m)     # log2 p / log2 M == ln p / ln M
+    return -(logp.exp() * logp).sum(dim) / math.log(m)  # log2 p / log2 M == ln p / ln M
 
 
 class UAFR(nn.Module):
@@ -44,21 +45,29 @@ class UAFR(nn.Module):
         dropout: Dropout2d after the ReLU (0; the official decoder heads use 0.1).
     """
 
-    def __init__(self, channels: int, num_states: int = 2, hidden: int = 16, kernel_size: int = 3,
-                 dropout: float = 0.0):
+    def __init__(
+        self, channels: int, num_states: int = 2, hidden: int = 16, kernel_size: int = 3, dropout: float = 0.0
+    ):
         super().__init__()
-        for name, v in (("channels", channels), ("num_states", num_states), ("hidden", hidden),
-                        ("kernel_size", kernel_size)):
+        for name, v in (
+            ("channels", channels),
+            ("num_states", num_states),
+            ("hidden", hidden),
+            ("kernel_size", kernel_size),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"UAFR: {name} must be a positive int, got {v!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"UAFR: kernel_size must be odd (same-size output), got {kernel_size}")
-        layers: list[nn.Module] = [nn.Conv2d(channels, hidden, kernel_size, padding=kernel_size // 2, bias=False),
-                                   nn.BatchNorm2d(hidden), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, hidden, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+        ]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         layers.append(nn.Conv2d(hidden, num_states, 1))
-        self.head = nn.Sequential(*layers)            # F of Eq. 13
+        self.head = nn.Sequential(*layers)  # F of Eq. 13
         self.channels, self.num_states = channels, num_states
 
     def uncertainty(self, q: torch.Tensor) -> torch.Tensor:
@@ -69,7 +78,7 @@ class UAFR(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         u = self.uncertainty(q)
-        return q * (2.0 - u)[:, None]                   # Eq. 15: Q (1 + (1 - U))
+        return q * (2.0 - u)[:, None]  # Eq. 15: Q (1 + (1 - U))
 
 
 def uafr_num_parameters(channels: int, num_states: int = 2, hidden: int = 16, kernel_size: int = 3) -> int:

@@ -6,6 +6,7 @@ One path for data: ``load_dataset(DATA, "train", build_transforms(True, size))``
 The synthetic generators and the on-disk layout constants are re-exported as modules
 (``mslib.data.synthetic.generate``, ``mslib.data.layout.META``).
 """
+
 from mslib.data import labelled, layout, synthetic, synthetic_dermoscopy, synthetic_volumes
 from mslib.data.folder import IMAGE_EXTENSIONS, DataRepairWarning, DatasetError, SegmentationFolder
 from mslib.data.labelled import labelled_split, read_labelled_split

@@ -97,14 +97,15 @@ With ``validate=False`` the repairs that depend on pixel values (0/255 masks, eq
 channels) are applied when an item is loaded but are not enumerated beforehand; the
 warning says so.
 """
+
 from __future__ import annotations
 
 import operator
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -146,16 +147,18 @@ def _read_meta(root: Path) -> dict:
         raise FileNotFoundError(
             f"{root / META} is missing, so {root} is not a prepared dataset. Prepare it with "
             f"`python -m data_scripts.<module> --root {root}`, or for a folder you made yourself write "
-            f"{root / META} containing e.g. {_META_EXAMPLE}") from exc
+            f"{root / META} containing e.g. {_META_EXAMPLE}"
+        ) from exc
     except ValueError as exc:
         raise DatasetError(f"{exc} (a hand-written dataset.json needs at least e.g. {_META_EXAMPLE})") from exc
     if not isinstance(meta, dict):
         raise DatasetError(f"{root / META} must hold a JSON object such as {_META_EXAMPLE}")
     classes = meta["classes"]
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, str) and c for c in classes)):
-        raise DatasetError(f"{root / META}: 'classes' must be a list of at least two names (background first), "
-                           f"got {classes!r}; e.g. \"classes\": [\"background\", \"polyp\"]")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise DatasetError(
+            f"{root / META}: 'classes' must be a list of at least two names (background first), "
+            f'got {classes!r}; e.g. "classes": ["background", "polyp"]'
+        )
     if len(classes) > 256:
         raise DatasetError(f"{root / META}: {len(classes)} classes, but masks are stored as uint8 (at most 256)")
     channels = meta.get("channels")
@@ -167,8 +170,10 @@ def _read_meta(root: Path) -> dict:
 def _list_files(folder: Path, kind: str) -> dict[str, Path]:
     """Map stem -> path for the image files in ``folder``; reject other files and duplicates."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: a prepared dataset keeps its {kind} in "
-                                f"{folder.parent}/{folder.name}/ (see mslib.data.layout)")
+        raise FileNotFoundError(
+            f"{folder} is missing: a prepared dataset keeps its {kind} in "
+            f"{folder.parent}/{folder.name}/ (see mslib.data.layout)"
+        )
     found: dict[str, Path] = {}
     with os.scandir(folder) as it:
         entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
@@ -177,11 +182,15 @@ def _list_files(folder: Path, kind: str) -> dict[str, Path]:
             continue
         path = Path(entry.path)
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise DatasetError(f"{path} is not an image file (extension {path.suffix or 'none'!r}); {kind}/ may "
-                               f"only hold {' '.join(IMAGE_EXTENSIONS)} files: move or delete it")
+            raise DatasetError(
+                f"{path} is not an image file (extension {path.suffix or 'none'!r}); {kind}/ may "
+                f"only hold {' '.join(IMAGE_EXTENSIONS)} files: move or delete it"
+            )
         if path.stem in found:
-            raise DatasetError(f"duplicate sample name {path.stem!r} in {folder}: {found[path.stem].name} and "
-                               f"{path.name}; images and masks are paired by file stem, so keep only one")
+            raise DatasetError(
+                f"duplicate sample name {path.stem!r} in {folder}: {found[path.stem].name} and "
+                f"{path.name}; images and masks are paired by file stem, so keep only one"
+            )
         found[path.stem] = path
     return found
 
@@ -192,11 +201,15 @@ def _read_split_names(root: Path, split: str) -> list[str]:
     path = folder / f"{split}.txt"
     if not path.is_file():
         if not avail:
-            raise FileNotFoundError(f"split {split!r} asked for, but {root} has no split files ({folder}/*.txt); "
-                                    "pass split=None to use every sample, or write one NAME per line into "
-                                    f"{path}")
-        raise FileNotFoundError(f"unknown split {split!r} for {root}: {path} is missing; available splits: "
-                                f"{', '.join(avail)} (or split=None for every sample)")
+            raise FileNotFoundError(
+                f"split {split!r} asked for, but {root} has no split files ({folder}/*.txt); "
+                "pass split=None to use every sample, or write one NAME per line into "
+                f"{path}"
+            )
+        raise FileNotFoundError(
+            f"unknown split {split!r} for {root}: {path} is missing; available splits: "
+            f"{', '.join(avail)} (or split=None for every sample)"
+        )
     try:
         names = read_text_lines(path)
     except ValueError as exc:
@@ -218,16 +231,20 @@ def _open(path: Path) -> Image.Image:
     try:
         return Image.open(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); replace it with "
-                           "the original file or delete it (and its pair)") from exc
+        raise DatasetError(
+            f"{path} is not a readable image ({type(exc).__name__}: {exc}); replace it with "
+            "the original file or delete it (and its pair)"
+        ) from exc
 
 
 def _load(im: Image.Image, path: Path) -> None:
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
-                           "the original file or delete it (and its pair)") from exc
+        raise DatasetError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
+            "the original file or delete it (and its pair)"
+        ) from exc
 
 
 _SWAPS_AXES = (5, 6, 7, 8)
@@ -280,8 +297,10 @@ def _check_file_complete(path: Path, im: Image.Image) -> None:
                     raise OSError("no JPEG end-of-image marker")
             return
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
-                           "the original file or delete it (and its pair)") from exc
+        raise DatasetError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
+            "the original file or delete it (and its pair)"
+        ) from exc
     with Image.open(path) as fresh:
         _load(fresh, path)
 
@@ -302,9 +321,11 @@ def _image_repairs(mode: str, channels: int, path: Path) -> list[str]:
         rep.append("RGBA image: alpha channel dropped")
         mode = "RGB"
     elif mode not in ("L", "RGB"):
-        raise DatasetError(f"{path} has mode {mode!r} ({_bands(mode)} channel(s)); images must be grayscale "
-                           "(1 channel) or RGB (3, or RGBA): convert it, e.g. "
-                           "PIL `Image.open(p).convert('RGB').save(p)`")
+        raise DatasetError(
+            f"{path} has mode {mode!r} ({_bands(mode)} channel(s)); images must be grayscale "
+            "(1 channel) or RGB (3, or RGBA): convert it, e.g. "
+            "PIL `Image.open(p).convert('RGB').save(p)`"
+        )
     if channels == 3 and mode == "L":
         rep.append("grayscale image replicated to 3 channels")
     if channels == 1 and mode == "RGB":
@@ -335,8 +356,10 @@ def _decode_image(im: Image.Image, channels: int, path: Path) -> torch.Tensor:
             im = im.convert("RGB")
         arr = np.array(im)
     except (OSError, SyntaxError) as exc:
-        raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
-                           "the original file or delete it (and its pair)") from exc
+        raise DatasetError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
+            "the original file or delete it (and its pair)"
+        ) from exc
     scale = np.float32(255.0)
     if mode in _MODES_16BIT:
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
@@ -348,8 +371,10 @@ def _decode_image(im: Image.Image, channels: int, path: Path) -> torch.Tensor:
         arr = arr[:, :, :3]
     if channels == 1 and arr.shape[2] == 3:
         if not ((arr[:, :, 0] == arr[:, :, 1]).all() and (arr[:, :, 0] == arr[:, :, 2]).all()):
-            raise DatasetError(f"{path} is a colour RGB image but the dataset is grayscale (\"channels\": 1 in "
-                               "dataset.json); set \"channels\": 3, or convert the image to grayscale ('L')")
+            raise DatasetError(
+                f'{path} is a colour RGB image but the dataset is grayscale ("channels": 1 in '
+                "dataset.json); set \"channels\": 3, or convert the image to grayscale ('L')"
+            )
         arr = arr[:, :, :1]
     chw = arr.transpose(2, 0, 1)
     if channels == 3 and chw.shape[0] == 1:
@@ -366,8 +391,10 @@ def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndar
     rep: list[str] = []
     im = _upright(im, path)
     if jpeg and num_classes > 2:
-        raise DatasetError(f"{path} is a JPEG mask in a dataset with {num_classes} classes; JPEG compression changes "
-                           "pixel values, so it cannot store class indices: re-export the mask as PNG")
+        raise DatasetError(
+            f"{path} is a JPEG mask in a dataset with {num_classes} classes; JPEG compression changes "
+            "pixel values, so it cannot store class indices: re-export the mask as PNG"
+        )
     try:
         if mode in ("L", "P", "1", *_MODES_16BIT):
             arr = np.array(im)
@@ -384,23 +411,30 @@ def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndar
                     raise DatasetError(
                         f"{path} is a colour-coded {mode} mask (its channels differ); masks must hold class indices: "
                         "convert it with a palette (a 'P' PNG whose indices are the classes) or a colour -> index "
-                        "lookup table, or keep one channel if they encode the same thing")
+                        "lookup table, or keep one channel if they encode the same thing"
+                    )
                 arr = arr[:, :, 0]
                 rep.append(f"{mode} mask with equal channels reduced to one channel")
         else:
-            raise DatasetError(f"{path} has mode {mode!r}, which cannot hold class indices; save masks as 8-bit "
-                               "grayscale ('L') or palette ('P') PNGs")
+            raise DatasetError(
+                f"{path} has mode {mode!r}, which cannot hold class indices; save masks as 8-bit "
+                "grayscale ('L') or palette ('P') PNGs"
+            )
     except (OSError, SyntaxError) as exc:
-        raise DatasetError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
-                           "the original file or delete it (and its pair)") from exc
+        raise DatasetError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); replace it with "
+            "the original file or delete it (and its pair)"
+        ) from exc
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if jpeg:
         mx = arr.max() if arr.size else 0
         if 0 < mx < 128:
-            raise DatasetError(f"{path} is a JPEG mask whose values are all below 128 (max {mx}): a 0/1 mask saved as "
-                               "JPEG, which compression cannot keep apart from noise; re-export it as PNG (or as "
-                               "a 0/255 JPEG)")
+            raise DatasetError(
+                f"{path} is a JPEG mask whose values are all below 128 (max {mx}): a 0/1 mask saved as "
+                "JPEG, which compression cannot keep apart from noise; re-export it as PNG (or as "
+                "a 0/255 JPEG)"
+            )
         arr = (arr >= 128).astype(np.uint8)
         rep.append("JPEG mask thresholded at 128 (value >= 128 -> 1)")
     elif arr.size:
@@ -411,13 +445,15 @@ def _decode_mask(im: Image.Image, path: Path, num_classes: int) -> tuple[np.ndar
         elif mx >= num_classes or arr.min() < 0:
             found = np.unique(arr)
             if num_classes == 2:
-                fix = ("threshold it (e.g. `mask > 127`) and save 0/1 (or 0/255) values, or re-run the "
-                       "preparation script")
+                fix = (
+                    "threshold it (e.g. `mask > 127`) and save 0/1 (or 0/255) values, or re-run the preparation script"
+                )
             else:
-                fix = (f"map the values to 0..{num_classes - 1} (a lookup table), or list all classes in "
-                       "dataset.json")
-            raise DatasetError(f"{path} has mask values {_few(found.tolist(), 10)} outside the {num_classes} classes "
-                               f"0..{num_classes - 1}; {fix}")
+                fix = f"map the values to 0..{num_classes - 1} (a lookup table), or list all classes in dataset.json"
+            raise DatasetError(
+                f"{path} has mask values {_few(found.tolist(), 10)} outside the {num_classes} classes "
+                f"0..{num_classes - 1}; {fix}"
+            )
     return arr, rep
 
 
@@ -442,17 +478,24 @@ class SegmentationFolder(Dataset):
     ``{"name", "file", "repair"}``), ``image_paths``, ``mask_paths``.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str | None = "train",
-                 transform: Callable | None = None, validate: bool = True):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = "train",
+        transform: Callable | None = None,
+        validate: bool = True,
+    ):
         if split is not None and not isinstance(split, str):
             raise TypeError(f"split must be a split name such as 'train' or None (all samples), got {split!r}")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable as transform(image, mask) or None, got {transform!r}")
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset folder {self.root} does not exist; check the path, or prepare it with "
-                                    f"`python -m data_scripts.<module> --root {self.root}` (MSLIB_DATA_DIR="
-                                    f"{os.environ.get('MSLIB_DATA_DIR', '<unset>')})")
+            raise FileNotFoundError(
+                f"dataset folder {self.root} does not exist; check the path, or prepare it with "
+                f"`python -m data_scripts.<module> --root {self.root}` (MSLIB_DATA_DIR="
+                f"{os.environ.get('MSLIB_DATA_DIR', '<unset>')})"
+            )
         self.split = split
         self.transform = transform
         self.validate = bool(validate)
@@ -463,27 +506,35 @@ class SegmentationFolder(Dataset):
         images = _list_files(self.root / IMAGES, "images")
         masks = _list_files(self.root / MASKS, "masks")
         if not images:
-            raise DatasetError(f"{self.root / IMAGES} holds no image files: the dataset is empty; put the images "
-                               "there (or re-run the preparation script)")
+            raise DatasetError(
+                f"{self.root / IMAGES} holds no image files: the dataset is empty; put the images "
+                "there (or re-run the preparation script)"
+            )
         if split is None:
             names = list(images)
             orphans = sorted(set(masks) - set(images))
             if orphans:
-                raise DatasetError(f"masks without an image in {self.root / IMAGES}: "
-                                   f"{_few(masks[n].name for n in orphans)}; add the images or delete these masks")
+                raise DatasetError(
+                    f"masks without an image in {self.root / IMAGES}: "
+                    f"{_few(masks[n].name for n in orphans)}; add the images or delete these masks"
+                )
         else:
             names = _read_split_names(self.root, split)
             split_file = self.root / SPLITS / f"{split}.txt"
             absent = [n for n in names if n not in images]
             if absent:
-                raise DatasetError(f"split file {split_file} names {len(absent)} sample(s) with no image in "
-                                   f"{self.root / IMAGES}: {_few(absent)}; fix the split file or add the images "
-                                   "(names are file stems, without extension)")
+                raise DatasetError(
+                    f"split file {split_file} names {len(absent)} sample(s) with no image in "
+                    f"{self.root / IMAGES}: {_few(absent)}; fix the split file or add the images "
+                    "(names are file stems, without extension)"
+                )
         no_mask = [n for n in names if n not in masks]
         if no_mask:
-            raise DatasetError(f"{len(no_mask)} image(s) without a mask: {_few(images[n].name for n in no_mask)}; "
-                               f"expected e.g. {self.root / MASKS / (no_mask[0] + '.png')} (same stem); add the masks "
-                               "or remove the images" + (" from the split file" if split is not None else ""))
+            raise DatasetError(
+                f"{len(no_mask)} image(s) without a mask: {_few(images[n].name for n in no_mask)}; "
+                f"expected e.g. {self.root / MASKS / (no_mask[0] + '.png')} (same stem); add the masks "
+                "or remove the images" + (" from the split file" if split is not None else "")
+            )
         self.names: list[str] = names
         self.image_paths: list[Path] = [images[n] for n in names]
         self.mask_paths: list[Path] = [masks[n] for n in names]
@@ -496,19 +547,28 @@ class SegmentationFolder(Dataset):
                 isz, msz = _oriented_size(im), _oriented_size(mk)
                 if isz != msz:
                     turned = " (after EXIF orientation)" if (isz, msz) != (im.size, mk.size) else ""
-                    raise DatasetError(f"size mismatch for sample {name!r}: image {ip} is {isz[0]}x{isz[1]} "
-                                       f"but mask {mp} is {msz[0]}x{msz[1]} (WxH){turned}; resize the mask to the "
-                                       "image with nearest-neighbour interpolation, or re-export the pair")
+                    raise DatasetError(
+                        f"size mismatch for sample {name!r}: image {ip} is {isz[0]}x{isz[1]} "
+                        f"but mask {mp} is {msz[0]}x{msz[1]} (WxH){turned}; resize the mask to the "
+                        "image with nearest-neighbour interpolation, or re-export the pair"
+                    )
                 img_modes.append(im.mode)
                 for path, f, kind in ((ip, im, IMAGES), (mp, mk, MASKS)):
                     frames = getattr(f, "n_frames", 1)
                     if frames > 1:
-                        raise DatasetError(f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF); "
-                                           "only the first would be used: save the frame you mean as its own file")
+                        raise DatasetError(
+                            f"{path} holds {frames} frames/pages (an animation or a multi-page TIFF); "
+                            "only the first would be used: save the frame you mean as its own file"
+                        )
                     o = _orientation(f)
                     if o != 1:
-                        orient.append({"name": name, "file": f"{kind}/{path.name}",
-                                       "repair": f"EXIF orientation {o} applied (turned as viewers show it)"})
+                        orient.append(
+                            {
+                                "name": name,
+                                "file": f"{kind}/{path.name}",
+                                "repair": f"EXIF orientation {o} applied (turned as viewers show it)",
+                            }
+                        )
         channels = self.meta.get("channels")
         if channels is None:  # hand-made folder: infer
             channels = 1 if all(m in ("L", "1", *_MODES_16BIT) for m in img_modes) else 3
@@ -525,8 +585,9 @@ class SegmentationFolder(Dataset):
                 with _open(mp) as mk:
                     if mk.format == "JPEG" and self.num_classes > 2:
                         _decode_mask(mk, mp, self.num_classes)  # raises the JPEG multi-class error
-                    reps = (["JPEG mask thresholded at 128 (value >= 128 -> 1)"] if mk.format == "JPEG" else []) + \
-                           (["palette mask: palette indices used as class indices"] if mk.mode == "P" else [])
+                    reps = (["JPEG mask thresholded at 128 (value >= 128 -> 1)"] if mk.format == "JPEG" else []) + (
+                        ["palette mask: palette indices used as class indices"] if mk.mode == "P" else []
+                    )
                 for r in reps:
                     self.repairs.append({"name": name, "file": f"{MASKS}/{mp.name}", "repair": r})
         if self.repairs:
@@ -550,12 +611,16 @@ class SegmentationFolder(Dataset):
         groups: dict[str, list[str]] = defaultdict(list)
         for r in self.repairs:
             groups[r["repair"]].append(r["file"])
-        lines = [f"SegmentationFolder({self.root}, split={self.split!r}): {len(self.repairs)} repair(s) applied "
-                 "on load (listed in .repairs; see mslib.data.folder for the table):"]
+        lines = [
+            f"SegmentationFolder({self.root}, split={self.split!r}): {len(self.repairs)} repair(s) applied "
+            "on load (listed in .repairs; see mslib.data.folder for the table):"
+        ]
         lines += [f"  - {what}: {_few(files)}" for what, files in groups.items()]
         if not self.validate:
-            lines.append("  (validate=False: repairs that depend on pixel values, such as 0/255 masks or "
-                         "equal-channel RGB masks, are applied when loaded but not listed here)")
+            lines.append(
+                "  (validate=False: repairs that depend on pixel values, such as 0/255 masks or "
+                "equal-channel RGB masks, are applied when loaded but not listed here)"
+            )
         return "\n".join(lines)
 
     # ----------------------------------------------------------------------------------
@@ -582,5 +647,7 @@ class SegmentationFolder(Dataset):
         return image, mask
 
     def __repr__(self) -> str:
-        return (f"SegmentationFolder(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
-                f"classes={self.classes}, channels={self.channels}, repairs={len(self.repairs)})")
+        return (
+            f"SegmentationFolder(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
+            f"classes={self.classes}, channels={self.channels}, repairs={len(self.repairs)})"
+        )

@@ -12,6 +12,7 @@ case ``patient099`` (its two cardiac phases); ``case003_slice_4`` is case ``case
 ``python -m data_scripts.acdc`` already writes the splits ``train_labeled_K`` and
 ``train_unlabeled_K``; :func:`read_labelled_split` reads them (or computes them from ``train``).
 """
+
 from __future__ import annotations
 
 import os

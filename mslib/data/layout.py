@@ -23,6 +23,7 @@ is filled. Anything else (a regular file, a folder of the user's, a prepared fol
 someone put their own files) is refused with :class:`UnsafeRootError` naming the path and the
 fix, before anything is written; nothing the project did not create is renamed or deleted.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -43,8 +44,21 @@ MARKER = {"prepared_by": "mslib"}
 #: Files an operating system drops into folders; tolerated in a folder that is replaced.
 _OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini")
 
-__all__ = ["PreparedWriter", "read_metadata", "read_split", "read_text", "read_text_lines", "check_replaceable",
-           "UnsafeRootError", "MARKER", "LAYOUT_VERSION", "IMAGES", "MASKS", "SPLITS", "META"]
+__all__ = [
+    "PreparedWriter",
+    "read_metadata",
+    "read_split",
+    "read_text",
+    "read_text_lines",
+    "check_replaceable",
+    "UnsafeRootError",
+    "MARKER",
+    "LAYOUT_VERSION",
+    "IMAGES",
+    "MASKS",
+    "SPLITS",
+    "META",
+]
 
 
 class UnsafeRootError(ValueError):
@@ -84,14 +98,17 @@ def check_replaceable(root: str | os.PathLike) -> None:
     if not root.exists():
         return
     if not root.is_dir():
-        raise UnsafeRootError(f"--root {root} is a file, not a folder; the prepared dataset is a folder: choose "
-                              f"another --root (e.g. {root.with_name(root.name + '-prepared')}); the file was "
-                              "left as it is")
+        raise UnsafeRootError(
+            f"--root {root} is a file, not a folder; the prepared dataset is a folder: choose "
+            f"another --root (e.g. {root.with_name(root.name + '-prepared')}); the file was "
+            "left as it is"
+        )
     try:
         entries = [e for e in os.listdir(root) if not _litter(e)]
     except OSError as exc:
-        raise UnsafeRootError(f"--root {root} cannot be listed ({exc.strerror}); check its permissions or choose "
-                              "another --root") from exc
+        raise UnsafeRootError(
+            f"--root {root} cannot be listed ({exc.strerror}); check its permissions or choose another --root"
+        ) from exc
     if not entries:
         return
     meta_path = root / META
@@ -107,13 +124,15 @@ def check_replaceable(root: str | os.PathLike) -> None:
             f"--root {root} is a folder that this project did not prepare (no {META} with "
             f'"prepared_by": "mslib"; it holds e.g. {", ".join(sorted(entries)[:5])}); refusing to replace it, '
             "nothing was changed. Choose an empty or new folder for --root (e.g. "
-            f"{root / 'prepared'}), or delete this folder yourself if you are sure")
+            f"{root / 'prepared'}), or delete this folder yourself if you are sure"
+        )
     foreign = _foreign_entries(root)
     if foreign:
         raise UnsafeRootError(
             f"--root {root} is a prepared dataset, but it also holds files this project did not write: "
             f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}; refusing to replace it, nothing was "
-            "changed. Move those files elsewhere, or choose another --root")
+            "changed. Move those files elsewhere, or choose another --root"
+        )
 
 
 class PreparedWriter:
@@ -134,8 +153,9 @@ class PreparedWriter:
     link stays, its target is replaced).
     """
 
-    def __init__(self, root: str | os.PathLike, name: str, classes: list[str], channels: int = 3,
-                 overwrite: bool = True):
+    def __init__(
+        self, root: str | os.PathLike, name: str, classes: list[str], channels: int = 3, overwrite: bool = True
+    ):
         self.root = Path(root)
         if len(classes) < 2:
             raise ValueError(f"classes must name background and at least one class, got {classes!r}")
@@ -152,7 +172,7 @@ class PreparedWriter:
         self._tmp: Path | None = None
 
     # context management -------------------------------------------------------------
-    def __enter__(self) -> "PreparedWriter":
+    def __enter__(self) -> PreparedWriter:
         if self.root.is_symlink() and self.root.exists():
             self.root = self.root.resolve()
         if self.root.exists() and not self.overwrite:
@@ -161,8 +181,9 @@ class PreparedWriter:
         for parent in self.root.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise UnsafeRootError(f"--root {self.root}: {parent} is a file, not a folder; choose another "
-                                          "--root")
+                    raise UnsafeRootError(
+                        f"--root {self.root}: {parent} is a file, not a folder; choose another --root"
+                    )
                 break
         self.root.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.partial-", dir=self.root.parent))
@@ -206,11 +227,15 @@ class PreparedWriter:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"bad sample name {name!r}: use a plain file stem without slashes")
         if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise ValueError(f"bad sample name {name!r}: control characters (newline, tab ...) would break the split "
-                             "files; remove them from the name")
+            raise ValueError(
+                f"bad sample name {name!r}: control characters (newline, tab ...) would break the split "
+                "files; remove them from the name"
+            )
         if len(os.fsencode(name + ".png")) > 255:
-            raise ValueError(f"sample name {name[:40]!r}... is {len(os.fsencode(name))} bytes, longer than file "
-                             "systems allow for a file name (255 with '.png'); shorten it")
+            raise ValueError(
+                f"sample name {name[:40]!r}... is {len(os.fsencode(name))} bytes, longer than file "
+                "systems allow for a file name (255 with '.png'); shorten it"
+            )
         if name in self._name_set():
             raise ValueError(f"duplicate sample name {name!r}")
         image = np.asarray(image)
@@ -227,7 +252,10 @@ class PreparedWriter:
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{name}: mask size {mask.shape} differs from image size {image.shape[:2]}")
         if mask.size and (mask.min() < 0 or mask.max() >= len(self.classes)):
-            raise ValueError(f"{name}: mask values {sorted(np.unique(mask).tolist())[:10]} outside classes 0..{len(self.classes) - 1}")
+            raise ValueError(
+                f"{name}: mask values {sorted(np.unique(mask).tolist())[:10]} outside classes "
+                f"0..{len(self.classes) - 1}"
+            )
         Image.fromarray(image).save(self.tmp_root / IMAGES / f"{name}.png")
         Image.fromarray(mask.astype(np.uint8)).save(self.tmp_root / MASKS / f"{name}.png")
         self.names.append(name)
@@ -262,7 +290,9 @@ class PreparedWriter:
                 raise ValueError(f"{self.name}: split {split!r} is empty")
             missing = [n for n in names if n not in known]
             if missing:
-                raise ValueError(f"{self.name}: split {split!r} names {len(missing)} unknown samples, e.g. {missing[:3]}")
+                raise ValueError(
+                    f"{self.name}: split {split!r} names {len(missing)} unknown samples, e.g. {missing[:3]}"
+                )
             (self.tmp_root / SPLITS / f"{split}.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
         meta = {
             "name": self.name,
@@ -282,19 +312,25 @@ def read_metadata(root: str | os.PathLike) -> dict:
     """Read ``ROOT/dataset.json`` with a clear error when it is missing or broken."""
     path = Path(root) / META
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, but it must be the dataset's JSON file; move the folder away and "
-                         "re-run the preparation script (or write the file by hand)")
+        raise ValueError(
+            f"{path} is a folder, but it must be the dataset's JSON file; move the folder away and "
+            "re-run the preparation script (or write the file by hand)"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {root} is not a prepared dataset "
-                                "(prepare it with `python -m data_scripts.<name>` or generate a synthetic one)")
+        raise FileNotFoundError(
+            f"{path} is missing: {root} is not a prepared dataset "
+            "(prepare it with `python -m data_scripts.<name>` or generate a synthetic one)"
+        )
     try:
         meta = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); re-run the preparation script") from exc
     if not isinstance(meta, dict):
-        raise ValueError(f"{path} holds {type(meta).__name__ if meta is not None else 'null'}, not a JSON object; "
-                         'it must look like {"name": "my-set", "classes": ["background", "lesion"]}: re-run the '
-                         "preparation script or fix the file")
+        raise ValueError(
+            f"{path} holds {type(meta).__name__ if meta is not None else 'null'}, not a JSON object; "
+            'it must look like {"name": "my-set", "classes": ["background", "lesion"]}: re-run the '
+            "preparation script or fix the file"
+        )
     for key in ("name", "classes"):
         if key not in meta:
             raise ValueError(f"{path} has no {key!r} entry; re-run the preparation script")
@@ -319,13 +355,17 @@ def read_text(path: str | os.PathLike) -> str:
     path = Path(path)
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ValueError(f"{path} is UTF-16 text; save it as UTF-8 (in most editors: 'Save with encoding' -> "
-                         "UTF-8), or `iconv -f UTF-16 -t UTF-8`")
+        raise ValueError(
+            f"{path} is UTF-16 text; save it as UTF-8 (in most editors: 'Save with encoding' -> "
+            "UTF-8), or `iconv -f UTF-16 -t UTF-8`"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it "
-                         "as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it "
+            "as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
 
 
 def read_text_lines(path: str | os.PathLike) -> list[str]:

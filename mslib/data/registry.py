@@ -17,6 +17,7 @@ Names:
 ``DATA`` between synthetic and real data without changing the call); resizing real
 images is the transform's job.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,11 @@ def _synthetic_names() -> list[str]:
 def _prepared_under(base: Path) -> list[str]:
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name != "synthetic" and (p / META).is_file())
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != "synthetic" and (p / META).is_file()
+    )
 
 
 def list_datasets() -> list[str]:
@@ -93,8 +97,14 @@ def _matches(path: Path, task: str, n: int, size: int, seed: int) -> bool:
     gen = meta.get("generator") if isinstance(meta, dict) else None
     from .synthetic import GENERATOR_VERSION
 
-    return (isinstance(gen, dict) and gen.get("task") == task and gen.get("n") == n
-            and gen.get("size") == size and gen.get("seed") == seed and gen.get("version") == GENERATOR_VERSION)
+    return (
+        isinstance(gen, dict)
+        and gen.get("task") == task
+        and gen.get("n") == n
+        and gen.get("size") == size
+        and gen.get("seed") == seed
+        and gen.get("version") == GENERATOR_VERSION
+    )
 
 
 def _is_synthetic(path: Path) -> bool:
@@ -118,8 +128,10 @@ def _ensure_synthetic(task: str, path: Path, n: int, size: int, seed: int, owned
             if _matches(path, task, n, size, seed):  # another process finished first
                 return path
             if not owned and not _is_synthetic(path):
-                raise FileExistsError(f"root={path} exists and is not a synthetic dataset; refusing to replace it: "
-                                      "pass an empty or new folder as root, or leave root=None to use the cache")
+                raise FileExistsError(
+                    f"root={path} exists and is not a synthetic dataset; refusing to replace it: "
+                    "pass an empty or new folder as root, or leave root=None to use the cache"
+                )
             old = tmp / "old"
             os.replace(path, old)
         try:
@@ -132,9 +144,18 @@ def _ensure_synthetic(task: str, path: Path, n: int, size: int, seed: int, owned
     return path
 
 
-def load_dataset(name: str, split: str | None = "train", transform: Callable | None = None, *,
-                 root: str | os.PathLike | None = None, n: int | None = None, size: int | None = None,
-                 seed: int = 0, default_task: str = "polyp", validate: bool = True) -> SegmentationFolder:
+def load_dataset(
+    name: str,
+    split: str | None = "train",
+    transform: Callable | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    n: int | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    default_task: str = "polyp",
+    validate: bool = True,
+) -> SegmentationFolder:
     """Load a dataset by name as a :class:`SegmentationFolder` (see the module docstring).
 
     Args:
@@ -156,7 +177,7 @@ def load_dataset(name: str, split: str | None = "train", transform: Callable | N
             raise ValueError(f"default_task must be one of {SYNTHETIC_TASKS}, got {default_task!r}")
         name = f"synthetic-{default_task}"
     if name.startswith("synthetic-"):
-        task = name[len("synthetic-"):]
+        task = name[len("synthetic-") :]
         if task not in SYNTHETIC_TASKS:
             raise ValueError(f"unknown synthetic dataset {name!r}; choose one of {', '.join(_synthetic_names())}")
         n = _DEFAULT_N if n is None else n
@@ -173,13 +194,17 @@ def load_dataset(name: str, split: str | None = "train", transform: Callable | N
         prepared = _prepared_under(data_dir())
         modules = _preparation_modules()
         module = modules.get(name)
-        how = (f"`python -m data_scripts.{module} --root {path}`" if module else
-               f"`python -m data_scripts.<module> --root {path}`"
-               + (f" (modules: {', '.join(f'{k} -> {v}' for k, v in sorted(modules.items()))})" if modules else ""))
+        how = (
+            f"`python -m data_scripts.{module} --root {path}`"
+            if module
+            else f"`python -m data_scripts.<module> --root {path}`"
+            + (f" (modules: {', '.join(f'{k} -> {v}' for k, v in sorted(modules.items()))})" if modules else "")
+        )
         state = "does not exist" if not path.exists() else f"has no {META}"
         raise FileNotFoundError(
             f"dataset {name!r} not found: {path} {state}. Prepared datasets in {data_dir()}: "
             f"{', '.join(prepared) or 'none'}; synthetic: {', '.join(_synthetic_names())}. "
-            f"Prepare it with {how} (see the book appendix \"Getting the real datasets\"), "
-            f"pass root= to its folder, or set MSLIB_DATA_DIR.")
+            f'Prepare it with {how} (see the book appendix "Getting the real datasets"), '
+            f"pass root= to its folder, or set MSLIB_DATA_DIR."
+        )
     return SegmentationFolder(path, split=split, transform=transform, validate=validate)

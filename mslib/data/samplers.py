@@ -18,6 +18,7 @@ labelled indices and the same chunk of the unlabelled stream, so the ranks' batc
 disjoint, each keeps the labelled share, and together they form a global batch of ``world``
 times the per-rank batch (an epoch has ``len(labeled) // (labeled_bs * world)`` batches).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -38,14 +39,23 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
         seed: an int; or ``generator``: a ``torch.Generator`` from which one seed is drawn.
     """
 
-    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], labeled_bs: int, unlabeled_bs: int,
-                 seed: int | None = None, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        labeled: Sequence[int],
+        unlabeled: Sequence[int],
+        labeled_bs: int,
+        unlabeled_bs: int,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         self.labeled, self.unlabeled = [int(i) for i in labeled], [int(i) for i in unlabeled]
         if labeled_bs < 1 or unlabeled_bs < 0:
             raise ValueError(f"labeled_bs must be >= 1 and unlabeled_bs >= 0, got {labeled_bs} and {unlabeled_bs}")
         if len(self.labeled) < labeled_bs:
-            raise ValueError(f"labeled has {len(self.labeled)} indices, fewer than labeled_bs={labeled_bs}; "
-                             "label more images or lower labeled_bs")
+            raise ValueError(
+                f"labeled has {len(self.labeled)} indices, fewer than labeled_bs={labeled_bs}; "
+                "label more images or lower labeled_bs"
+            )
         if unlabeled_bs and not self.unlabeled:
             raise ValueError("unlabeled is empty but unlabeled_bs > 0; pass unlabeled indices or unlabeled_bs=0")
         overlap = set(self.labeled) & set(self.unlabeled)
@@ -55,7 +65,7 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
             raise ValueError("labeled has repeated indices")
         self.labeled_bs, self.unlabeled_bs = int(labeled_bs), int(unlabeled_bs)
         if seed is None:
-            seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator).item()) if generator is not None else 0
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) if generator is not None else 0
         self.seed, self.epoch, self.batch = int(seed), 0, 0
         self.rank, self.world = 0, 1
 
@@ -67,15 +77,17 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
         if len(self.labeled) < self.labeled_bs * world:
-            raise ValueError(f"labeled has {len(self.labeled)} indices, fewer than labeled_bs x world = "
-                             f"{self.labeled_bs} x {world}; label more images or lower labeled_bs")
+            raise ValueError(
+                f"labeled has {len(self.labeled)} indices, fewer than labeled_bs x world = "
+                f"{self.labeled_bs} x {world}; label more images or lower labeled_bs"
+            )
         out = TwoStreamBatchSampler(self.labeled, self.unlabeled, self.labeled_bs, self.unlabeled_bs, seed=self.seed)
         out.rank, out.world = int(rank), int(world)
         out.epoch, out.batch = self.epoch, self.batch
         return out
 
     def _perm(self, stream: int, index: int, n: int) -> list[int]:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + stream * 7_919 + index) % (2 ** 63))
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + stream * 7_919 + index) % (2**63))
         return torch.randperm(n, generator=g).tolist()
 
     def _unlabeled_at(self, start: int, count: int) -> list[int]:
@@ -91,10 +103,15 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
         epoch = self.epoch
         order = self._perm(0, epoch, len(self.labeled))
         for b in range(self.batch, len(self)):
-            chunk = b * self.world + self.rank          # this rank's chunk of the global batch b
-            lab = [self.labeled[i] for i in order[chunk * self.labeled_bs:(chunk + 1) * self.labeled_bs]]
-            unl = self._unlabeled_at(((epoch * len(self) + b) * self.world + self.rank) * self.unlabeled_bs,
-                                     self.unlabeled_bs) if self.unlabeled_bs else []
+            chunk = b * self.world + self.rank  # this rank's chunk of the global batch b
+            lab = [self.labeled[i] for i in order[chunk * self.labeled_bs : (chunk + 1) * self.labeled_bs]]
+            unl = (
+                self._unlabeled_at(
+                    ((epoch * len(self) + b) * self.world + self.rank) * self.unlabeled_bs, self.unlabeled_bs
+                )
+                if self.unlabeled_bs
+                else []
+            )
             self.batch = b + 1
             yield lab + unl
         self.epoch, self.batch = epoch + 1, 0

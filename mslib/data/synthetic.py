@@ -28,6 +28,7 @@ star-shaped blobs, splatted curves); no per-pixel Python loop.
 >>> images, masks = make_batch("cardiac", n=8, size=96, seed=1)
 >>> root = generate("skin", "/tmp/synthetic-skin", n=300)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,19 @@ from scipy import ndimage as ndi
 from mslib import __version__
 from mslib.data.layout import PreparedWriter
 
-__all__ = ["TASKS", "CLASSES", "CHANNELS", "MIN_SIZE", "MAX_SIZE", "make_sample", "make_batch",
-           "sample_rng", "split_names", "generate", "describe"]
+__all__ = [
+    "TASKS",
+    "CLASSES",
+    "CHANNELS",
+    "MIN_SIZE",
+    "MAX_SIZE",
+    "make_sample",
+    "make_batch",
+    "sample_rng",
+    "split_names",
+    "generate",
+    "describe",
+]
 
 TASKS = ("polyp", "skin", "breast", "cardiac")
 #: Bumped whenever the generators change what they draw: cached datasets of another version
@@ -58,7 +70,7 @@ CLASSES: dict[str, list[str]] = {
 CHANNELS: dict[str, int] = {"polyp": 3, "skin": 3, "breast": 1, "cardiac": 1}
 MIN_SIZE, MAX_SIZE = 32, 1024
 NORMAL_FRACTION = 0.1  # breast: share of "normal" images (empty mask), as BUSI has
-RV_APEX_LIMIT = 0.85   # cardiac: slices with position > this (near the apex) have no RV
+RV_APEX_LIMIT = 0.85  # cardiac: slices with position > this (near the apex) have no RV
 
 _DESCRIPTIONS = {
     "polyp": (
@@ -70,7 +82,8 @@ _DESCRIPTIONS = {
         "from the mucosa by a contrast drawn from very low to clear, and it is shaded as a dome. "
         "Specular highlights (small saturated white spots) sit on polyps and folds, and a "
         "polyp-coloured elongated fold is added to a third of the images as a distractor. "
-        "Classes: background, polyp."),
+        "Classes: background, polyp."
+    ),
     "skin": (
         "Dermoscopy-like RGB images: skin of a random tone with low-frequency colour variation, a "
         "pigmented lesion of 4-55 % of the image with an irregular star-shaped outline and a fuzzy "
@@ -78,7 +91,8 @@ _DESCRIPTIONS = {
         "a blue-white veil, sometimes a low overall contrast), dark (and a few light) hairs drawn as "
         "thin random curves over skin and lesion, small moles as distractors and, in half of the "
         "images, the dark circular rim of the dermoscope. The mask is the lesion outline where the "
-        "image is not blacked out by the rim. Classes: background, lesion."),
+        "image is not blacked out by the rim. Classes: background, lesion."
+    ),
     "breast": (
         "Breast-ultrasound-like grayscale images: skin line, subcutaneous fat, glandular tissue, "
         "retromammary fat and pectoral muscle as wavy layers with bright Cooper ligaments, under "
@@ -87,7 +101,8 @@ _DESCRIPTIONS = {
         "irregular spiculated outline, 1.5-30 % of the image, with a blurred margin and a contrast "
         "from nearly anechoic to subtle) casts a posterior acoustic shadow (sometimes a posterior "
         "enhancement). Dark fat lobules are distractors. About 10 % of the images are normal, with "
-        "an empty mask, as in BUSI. Classes: background, mass."),
+        "an empty mask, as in BUSI. Classes: background, mass."
+    ),
     "cardiac": (
         "Short-axis cine-MRI-like grayscale slices: a bright, slightly inhomogeneous left-ventricular "
         "blood pool (with dark papillary muscles and trabeculations along the endocardium, labelled "
@@ -98,7 +113,8 @@ _DESCRIPTIONS = {
         "scales the rings (basal slices are large, apical ones small, the most apical 15 % have no "
         "right ventricle) and a cardiac phase from end-diastole to end-systole thickens the "
         "myocardium and shrinks the cavities. Classes: background, right ventricle, myocardium, "
-        "left ventricle."),
+        "left ventricle."
+    ),
 }
 
 
@@ -122,8 +138,9 @@ def _check_int(value, name: str, low: int, high: int | None = None, hint: str = 
 
 
 def _check_size(size) -> int:
-    return _check_int(size, "size", MIN_SIZE, MAX_SIZE,
-                      f" (image side in pixels; the geometry needs at least {MIN_SIZE})")
+    return _check_int(
+        size, "size", MIN_SIZE, MAX_SIZE, f" (image side in pixels; the geometry needs at least {MIN_SIZE})"
+    )
 
 
 def _as_rng(rng) -> np.random.Generator:
@@ -197,9 +214,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _blob(size: int, cy: float, cx: float, radius: float, rng: np.random.Generator, *,
-          aspect: float = 1.0, angle: float = 0.0, rough: float = 0.08, n_harm: int = 6,
-          decay: float = 1.0) -> np.ndarray:
+def _blob(
+    size: int,
+    cy: float,
+    cx: float,
+    radius: float,
+    rng: np.random.Generator,
+    *,
+    aspect: float = 1.0,
+    angle: float = 0.0,
+    rough: float = 0.08,
+    n_harm: int = 6,
+    decay: float = 1.0,
+) -> np.ndarray:
     """Signed distance (pixels, > 0 inside) to a star-shaped blob.
 
     The outline is ``r(theta) = radius * (1 + sum_{k=2..n_harm} a_k cos(k theta + phi_k))`` with
@@ -217,7 +244,7 @@ def _blob(size: int, cy: float, cx: float, radius: float, rng: np.random.Generat
     rho = np.hypot(u, v)
     theta = np.arctan2(v, u)
     k = np.arange(2, max(n_harm, 2) + 1)
-    a = rng.normal(0.0, rough, len(k)) / k ** decay
+    a = rng.normal(0.0, rough, len(k)) / k**decay
     phi = rng.uniform(0, 2 * np.pi, len(k))
     t = np.linspace(-np.pi, np.pi, 721)
     table = 1.0 + (a[:, None] * np.cos(k[:, None] * t[None] + phi[:, None])).sum(0)
@@ -226,8 +253,7 @@ def _blob(size: int, cy: float, cx: float, radius: float, rng: np.random.Generat
     return (radius * r - rho).astype(np.float32)
 
 
-def _blob_with_area(size: int, area: float, cy: float, cx: float, rng: np.random.Generator,
-                    **kw) -> np.ndarray:
+def _blob_with_area(size: int, area: float, cy: float, cx: float, rng: np.random.Generator, **kw) -> np.ndarray:
     """:func:`_blob` whose inside covers about ``area`` pixels (one radius correction)."""
     state = rng.bit_generator.state  # same harmonics for the corrected radius
     radius = math.sqrt(area / math.pi)
@@ -240,8 +266,14 @@ def _blob_with_area(size: int, area: float, cy: float, cx: float, rng: np.random
     return sd
 
 
-def _curves(rng: np.random.Generator, size: int, n: int, length: tuple[float, float],
-            curl: float, width: np.ndarray | None = None) -> np.ndarray:
+def _curves(
+    rng: np.random.Generator,
+    size: int,
+    n: int,
+    length: tuple[float, float],
+    curl: float,
+    width: np.ndarray | None = None,
+) -> np.ndarray:
     """Anti-aliased map in [0, 1] of ``n`` thin random smooth curves (hairs, vessels).
 
     Each curve starts anywhere (also just outside the image), turns with a random smooth
@@ -257,8 +289,11 @@ def _curves(rng: np.random.Generator, size: int, n: int, length: tuple[float, fl
     for i in range(n):
         L = rng.uniform(*length) * size
         s = np.arange(0.0, L, 0.35)
-        th = (rng.uniform(0, 2 * np.pi) + rng.normal(0, curl) * s / size
-              + rng.normal(0, 0.3 * curl) * np.sin(2 * np.pi * s / size * rng.uniform(0.5, 2.0)))
+        th = (
+            rng.uniform(0, 2 * np.pi)
+            + rng.normal(0, curl) * s / size
+            + rng.normal(0, 0.3 * curl) * np.sin(2 * np.pi * s / size * rng.uniform(0.5, 2.0))
+        )
         y = rng.uniform(-0.1, 1.1) * size + np.cumsum(np.sin(th)) * 0.35
         x = rng.uniform(-0.1, 1.1) * size + np.cumsum(np.cos(th)) * 0.35
         offsets = np.arange(int(round(width[i]))) - (int(round(width[i])) - 1) / 2
@@ -292,21 +327,22 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 def _polyp(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     s = size / 128.0
     yy, xx = _grid(size)
-    F = _fields(rng, [size / 5, size / 5, size / 5, size / 9, size / 14, 0.8 * s, 1.3 * s,
-                      size / 7, size / 18, 2.5 * s], size)
+    F = _fields(
+        rng, [size / 5, size / 5, size / 5, size / 9, size / 14, 0.8 * s, 1.3 * s, size / 7, size / 18, 2.5 * s], size
+    )
     # mucosa colour: low-frequency colour noise around a reddish-pink (sometimes orange) base
     base = np.array([rng.uniform(0.74, 0.92), rng.uniform(0.33, 0.48), rng.uniform(0.28, 0.40)], np.float32)
     if rng.random() < 0.15:
         base[1] += 0.07
     img = base * (1.0 + 0.06 * np.moveaxis(F[0:3], 0, -1))
     img *= (1.0 + 0.10 * F[3])[..., None]
-    img *= (1.0 + 0.035 * F[5])[..., None]                      # fine texture
-    vessels = np.exp(-(F[8] / 0.07) ** 2) * np.clip(F[4] + 0.3, 0, 1.5)
+    img *= (1.0 + 0.035 * F[5])[..., None]  # fine texture
+    vessels = np.exp(-((F[8] / 0.07) ** 2)) * np.clip(F[4] + 0.3, 0, 1.5)
     img *= 1.0 - rng.uniform(0.1, 0.35) * vessels[..., None] * np.array([0.35, 1.0, 0.85], np.float32)
 
     # height map: folds (ridges of a smooth field) plus micro-relief; polyps add domes
     fold_amp = rng.uniform(1.0, 6.0) * s
-    height = fold_amp * np.exp(-(F[7] / 0.35) ** 2) + 0.25 * s * F[9]
+    height = fold_amp * np.exp(-((F[7] / 0.35) ** 2)) + 0.25 * s * F[9]
 
     # polyps: one, sometimes two, total area log-uniform in 2..36 % of the image
     area = _log_uniform(rng, 0.02, 0.36) * size * size
@@ -325,8 +361,19 @@ def _polyp(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
             if all(sd[int(cy), int(cx)] < -0.3 * r for sd in sds):
                 break
         centres.append((cy, cx))
-        sds.append(_blob_with_area(size, a, cy, cx, rng, aspect=rng.uniform(0.7, 1.4),
-                                   angle=rng.uniform(0, np.pi), rough=rng.uniform(0.03, 0.14), n_harm=6))
+        sds.append(
+            _blob_with_area(
+                size,
+                a,
+                cy,
+                cx,
+                rng,
+                aspect=rng.uniform(0.7, 1.4),
+                angle=rng.uniform(0, np.pi),
+                rough=rng.uniform(0.03, 0.14),
+                n_harm=6,
+            )
+        )
     sd_all = np.max(sds, axis=0)
     mask = sd_all > 0
 
@@ -371,7 +418,7 @@ def _polyp(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
     ndoth = np.clip((-gx * half[0] - gy * half[1] + half[2]) / norm, 0, 1)
     # highlights only where the wet surface faces the half vector closely
     spec = np.clip((ndoth - rng.uniform(0.995, 0.9995)) * 500.0, 0, 1) * (np.abs(gx) + np.abs(gy) > 0.2)
-    spots = (F[5] > rng.uniform(3.0, 3.6)).astype(np.float32)   # isolated glints on the mucosa
+    spots = (F[5] > rng.uniform(3.0, 3.6)).astype(np.float32)  # isolated glints on the mucosa
     spec = np.clip(np.maximum(spec, ndi.gaussian_filter(spots, 0.6 * s) * 3.0), 0, 1)
 
     # illumination: vignetting around an off-centre light, often a dark lumen far from the polyps
@@ -383,7 +430,7 @@ def _polyp(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
         dist = [min(math.hypot(p[0] - q[0], p[1] - q[1]) for q in centres) for p in cand]
         ly, lx = cand[int(np.argmax(dist))]
         rl = size * rng.uniform(0.08, 0.22)
-        lumen = np.exp(-(((yy - ly) ** 2 + (xx - lx) ** 2) / (rl * rl)) ** 1.5)
+        lumen = np.exp(-((((yy - ly) ** 2 + (xx - lx) ** 2) / (rl * rl)) ** 1.5))
         illum = illum * (1.0 - rng.uniform(0.75, 0.95) * lumen)
     img = img * illum[..., None]
     img = img * (1 - spec[..., None]) + np.array([1.0, 1.0, 0.97], np.float32) * spec[..., None]
@@ -412,15 +459,25 @@ def _skin(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     # lesion: irregular star-shaped outline, fuzzy border, non-uniform pigment
     area = _log_uniform(rng, 0.04, 0.55) * size * size
     cy, cx = size * (0.5 + rng.normal(0, 0.08, 2))
-    sd = _blob_with_area(size, area, cy, cx, rng, aspect=rng.uniform(0.7, 1.4), angle=rng.uniform(0, np.pi),
-                         rough=rng.uniform(0.04, 0.2), n_harm=9, decay=0.8)
+    sd = _blob_with_area(
+        size,
+        area,
+        cy,
+        cx,
+        rng,
+        aspect=rng.uniform(0.7, 1.4),
+        angle=rng.uniform(0, np.pi),
+        rough=rng.uniform(0.04, 0.2),
+        n_harm=9,
+        decay=0.8,
+    )
     R = math.sqrt(area / math.pi)
     border = rng.uniform(0.8, 5.0) * s
     alpha = _sigmoid((sd + 0.15 * border * F[4]) / border)
     depth = np.clip(sd / R, 0, 1)
     density = 0.55 + 0.25 * F[4] + rng.uniform(-0.35, 0.35) * (depth - 0.5)
-    density += rng.uniform(0.0, 0.3) * np.exp(-(F[5] / 0.3) ** 2)          # pigment network
-    density += 0.35 * (F[6] > rng.uniform(1.6, 2.6))                        # dots and globules
+    density += rng.uniform(0.0, 0.3) * np.exp(-((F[5] / 0.3) ** 2))  # pigment network
+    density += 0.35 * (F[6] > rng.uniform(1.6, 2.6))  # dots and globules
     density = np.clip(density * rng.uniform(0.6, 1.3), 0, 1)[..., None]
     light_c = np.array([0.72, 0.50, 0.36], np.float32)
     dark_c = np.array([0.22, 0.13, 0.09], np.float32)
@@ -429,7 +486,7 @@ def _skin(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     if rng.random() < 0.15:  # blue-white veil
         veil = _sigmoid((F[7] - 0.6) * 5.0)[..., None] * rng.uniform(0.4, 0.8)
         lesion = lesion * (1 - veil) + np.array([0.45, 0.50, 0.62], np.float32) * veil
-    strength = rng.uniform(0.35, 1.0) if rng.random() < 0.4 else 1.0       # low-contrast lesions
+    strength = rng.uniform(0.35, 1.0) if rng.random() < 0.4 else 1.0  # low-contrast lesions
     a = alpha[..., None] * strength
     img = img * (1 - a) + lesion * a
     mask = sd > 0
@@ -452,7 +509,9 @@ def _skin(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         n = int(rng.integers(1, 25))
         width = rng.choice([1, 1, 2], n) * max(1.0, s)
         hair = _curves(rng, size, n, (0.3, 1.2), curl=1.5, width=width)
-        col = np.array([0.08, 0.06, 0.05], np.float32) if rng.random() < 0.9 else np.array([0.85, 0.8, 0.75], np.float32)
+        col = (
+            np.array([0.08, 0.06, 0.05], np.float32) if rng.random() < 0.9 else np.array([0.85, 0.8, 0.75], np.float32)
+        )
         h = hair[..., None] * rng.uniform(0.6, 0.95)
         img = img * (1 - h) + col * h
 
@@ -484,20 +543,33 @@ def _breast(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     fat = 0.2 + 0.06 * F[3]
     gland = np.clip(0.6 + 0.2 * F[3] + 0.15 * F[5], 0.15, 1.0)
     muscle = 0.35 + 0.15 * np.sin(2 * np.pi * (t * rng.uniform(10, 20) + 0.3 * F[2]))
-    refl = 0.9 * (1 - step(b1)) + fat * (step(b1) - step(b2)) + gland * (step(b2) - step(b3)) \
-        + fat * (step(b3) - step(b4)) + muscle * step(b4)
-    lig = ndi.gaussian_filter1d(F[4], 9.0 * s, axis=1)            # Cooper ligaments: curvy, mostly lateral
+    refl = (
+        0.9 * (1 - step(b1))
+        + fat * (step(b1) - step(b2))
+        + gland * (step(b2) - step(b3))
+        + fat * (step(b3) - step(b4))
+        + muscle * step(b4)
+    )
+    lig = ndi.gaussian_filter1d(F[4], 9.0 * s, axis=1)  # Cooper ligaments: curvy, mostly lateral
     lig /= lig.std() + 1e-8
-    lig = np.exp(-(lig / 0.45) ** 2) * np.clip(F[2] + 0.5, 0, 1)
+    lig = np.exp(-((lig / 0.45) ** 2)) * np.clip(F[2] + 0.5, 0, 1)
     refl = refl + rng.uniform(0.2, 0.6) * lig * step(b1) * (1 - step(b4))
 
     # dark fat lobules: hypoechoic, smooth, wider than tall (distractors, not in the mask)
     for _ in range(rng.integers(1, 6)):
         r = size * rng.uniform(0.03, 0.1)
-        sd_l = _blob(size, rng.uniform(0.1, 0.8) * size, rng.uniform(0, 1) * size, r, rng,
-                     aspect=rng.uniform(1.5, 3.0), angle=rng.normal(0, 0.2), rough=0.04)
+        sd_l = _blob(
+            size,
+            rng.uniform(0.1, 0.8) * size,
+            rng.uniform(0, 1) * size,
+            r,
+            rng,
+            aspect=rng.uniform(1.5, 3.0),
+            angle=rng.normal(0, 0.2),
+            rough=0.04,
+        )
         refl = refl * (1 - rng.uniform(0.4, 0.75) * _sigmoid(sd_l / (1.2 * s)))
-        refl = refl + 0.15 * np.exp(-(sd_l / (1.5 * s)) ** 2)          # thin echogenic capsule
+        refl = refl + 0.15 * np.exp(-((sd_l / (1.5 * s)) ** 2))  # thin echogenic capsule
 
     mask = np.zeros((size, size), bool)
     if rng.random() >= NORMAL_FRACTION:
@@ -505,19 +577,24 @@ def _breast(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
         R = math.sqrt(area / math.pi)
         cy = rng.uniform(0.25, 0.6) * size
         cx = rng.uniform(max(0.2 * size, 0.6 * R), min(0.8 * size, size - 0.6 * R))
-        if rng.random() < 0.5:   # benign-like: smooth oval, wider than tall
+        if rng.random() < 0.5:  # benign-like: smooth oval, wider than tall
             kw = dict(aspect=rng.uniform(1.2, 1.9), angle=rng.normal(0, 0.15), rough=rng.uniform(0.02, 0.06), n_harm=5)
-        else:                    # malignant-like: irregular, spiculated, about as tall as wide
-            kw = dict(aspect=rng.uniform(0.8, 1.25), angle=rng.uniform(0, np.pi), rough=rng.uniform(0.08, 0.16),
-                      n_harm=12, decay=0.75)
+        else:  # malignant-like: irregular, spiculated, about as tall as wide
+            kw = dict(
+                aspect=rng.uniform(0.8, 1.25),
+                angle=rng.uniform(0, np.pi),
+                rough=rng.uniform(0.08, 0.16),
+                n_harm=12,
+                decay=0.75,
+            )
         sd = _blob_with_area(size, area, cy, cx, rng, **kw)
         margin = rng.uniform(0.7, 3.0) * s
         a = _sigmoid((sd + 0.3 * margin * F[5]) / margin)
         echo = _log_uniform(rng, 0.04, 0.5)
         inside = echo * 0.5 * (1.0 + 0.3 * F[5])
         refl = refl * (1 - a) + inside * a
-        if kw["n_harm"] > 5 and rng.random() < 0.4:   # echogenic halo
-            refl = refl + 0.35 * np.exp(-((sd + 2.5 * s) / (1.5 * s)) ** 2)
+        if kw["n_harm"] > 5 and rng.random() < 0.4:  # echogenic halo
+            refl = refl + 0.35 * np.exp(-(((sd + 2.5 * s) / (1.5 * s)) ** 2))
         # posterior acoustic shadow (or enhancement) in the columns below the mass
         inside_cols = a > 0.5
         width = ndi.gaussian_filter1d(a.max(axis=0), 2.0 * s)
@@ -532,7 +609,7 @@ def _breast(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     # faint shadows under ligaments (distractors)
     for _ in range(rng.integers(0, 3)):
         x0, y0 = rng.uniform(0, 1) * size, rng.uniform(0.1, 0.6) * size
-        col = np.exp(-((xx - x0) / (rng.uniform(1.5, 4.0) * s)) ** 2)
+        col = np.exp(-(((xx - x0) / (rng.uniform(1.5, 4.0) * s)) ** 2))
         refl = refl * (1 - rng.uniform(0.2, 0.45) * col * _sigmoid((yy - y0) / (2 * s)))
 
     # depth attenuation with time-gain compensation, Rayleigh speckle, log compression
@@ -544,7 +621,7 @@ def _breast(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     env2 = ndi.gaussian_filter(re, sig) ** 2 + ndi.gaussian_filter(im, sig) ** 2
     env2 = ndi.gaussian_filter(env2 / env2.mean(), rng.uniform(0.6, 0.9) * s)
     amp = refl * np.sqrt(env2)
-    dyn = rng.uniform(28.0, 40.0)   # displayed dynamic range in dB
+    dyn = rng.uniform(28.0, 40.0)  # displayed dynamic range in dB
     top = float(np.percentile(amp, 99.5))
     img = 1.0 + 20.0 * np.log10(np.clip(amp / top, 1e-6, None)) / dyn
     img = img * rng.uniform(0.85, 1.0)
@@ -558,40 +635,59 @@ def _cardiac(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
     s = size / 128.0
     yy, xx = _grid(size)
     F = _fields(rng, [size / 3, size / 8, size / 20, 1.2 * s], size)
-    pos = rng.uniform(0, 1)    # slice position: 0 base .. 1 apex
+    pos = rng.uniform(0, 1)  # slice position: 0 base .. 1 apex
     phase = rng.uniform(0, 1)  # 0 end-diastole .. 1 end-systole
     cy, cx = size * (0.5 + rng.normal(0, 0.06, 2))
 
     # body: soft tissue with lungs, liver, aorta and subcutaneous fat
-    body_sd = _blob(size, size * (0.5 + rng.normal(0, 0.05)), size * (0.5 + rng.normal(0, 0.05)),
-                    size * rng.uniform(0.55, 0.8), rng, aspect=rng.uniform(1.0, 1.5), rough=0.03)
+    body_sd = _blob(
+        size,
+        size * (0.5 + rng.normal(0, 0.05)),
+        size * (0.5 + rng.normal(0, 0.05)),
+        size * rng.uniform(0.55, 0.8),
+        rng,
+        aspect=rng.uniform(1.0, 1.5),
+        rough=0.03,
+    )
     img = np.where(body_sd > 0, 0.32 + 0.05 * F[1], 0.02).astype(np.float32)
-    img += 0.45 * np.exp(-((body_sd - 3 * s) / (2.5 * s)) ** 2) * (body_sd > 0)           # subcutaneous fat
+    img += 0.45 * np.exp(-(((body_sd - 3 * s) / (2.5 * s)) ** 2)) * (body_sd > 0)  # subcutaneous fat
     rot = rng.uniform(-0.6, 0.6)  # overall orientation of the heart (RV direction around pi)
-    for ang, dist, dark in ((rot + np.pi * 0.85, 0.33, True), (rot - np.pi * 0.2, 0.33, True),
-                            (rot + np.pi * 0.55, 0.38, False)):
+    for ang, dist, dark in (
+        (rot + np.pi * 0.85, 0.33, True),
+        (rot - np.pi * 0.2, 0.33, True),
+        (rot + np.pi * 0.55, 0.38, False),
+    ):
         ly = cy + dist * size * math.sin(ang)
         lx = cx + dist * size * math.cos(ang)
-        sd_o = _blob(size, ly, lx, size * rng.uniform(0.12, 0.2), rng, aspect=rng.uniform(0.7, 1.5),
-                     angle=rng.uniform(0, np.pi), rough=0.08)
+        sd_o = _blob(
+            size,
+            ly,
+            lx,
+            size * rng.uniform(0.12, 0.2),
+            rng,
+            aspect=rng.uniform(0.7, 1.5),
+            angle=rng.uniform(0, np.pi),
+            rough=0.08,
+        )
         a = _sigmoid(sd_o / (1.5 * s))
-        value = 0.05 + 0.03 * F[2] if dark else 0.45 + 0.06 * F[2]              # lungs / liver
+        value = 0.05 + 0.03 * F[2] if dark else 0.45 + 0.06 * F[2]  # lungs / liver
         img = img * (1 - a) + value * a
     ay = cy + 0.2 * size * math.sin(rot + 1.4)
     ax = cx + 0.2 * size * math.cos(rot + 1.4)
     aorta = _sigmoid(_blob(size, ay, ax, size * rng.uniform(0.03, 0.05), rng, rough=0.02) / (0.8 * s))
-    img = img * (1 - aorta) + rng.uniform(0.7, 0.95) * aorta                    # bright distractor
+    img = img * (1 - aorta) + rng.uniform(0.7, 0.95) * aorta  # bright distractor
 
     # left ventricle and myocardium
     r_lv = size * rng.uniform(0.10, 0.13) * (1.0 - 0.55 * pos) * (1.0 - 0.3 * phase)
     thick = max(2.5, size * rng.uniform(0.035, 0.05) * (1.0 + 0.45 * phase) * (1.0 - 0.2 * pos))
-    sd_lv = _blob(size, cy, cx, r_lv, rng, aspect=rng.uniform(0.85, 1.15), angle=rng.uniform(0, np.pi),
-                  rough=0.04, n_harm=5)
+    sd_lv = _blob(
+        size, cy, cx, r_lv, rng, aspect=rng.uniform(0.85, 1.15), angle=rng.uniform(0, np.pi), rough=0.04, n_harm=5
+    )
     lv = sd_lv > 0
     theta = np.arctan2(yy - cy, xx - cx)
     t_var = thick * (1.0 + 0.15 * np.cos(theta - rng.uniform(0, 2 * np.pi)))
     myo = (sd_lv > -t_var) & ~lv
-    myo |= ndi.binary_dilation(lv) & ~lv        # guarantee a closed ring around the LV
+    myo |= ndi.binary_dilation(lv) & ~lv  # guarantee a closed ring around the LV
     epi = lv | myo
 
     # right ventricle: crescent of an ellipse outside the epicardium, towards the image left
@@ -603,8 +699,17 @@ def _cardiac(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
         d = r_epi * rng.uniform(0.35, 0.6)
         a_par, a_perp = r_epi * rng.uniform(1.0, 1.3) * scale, r_epi * rng.uniform(1.35, 1.8) * max(scale, 0.6)
         a_par = max(a_par, d + 0.6 * r_epi)  # reach past the septum
-        sd_rv = _blob(size, cy + (d + 0.3 * a_par) * math.sin(phi), cx + (d + 0.3 * a_par) * math.cos(phi),
-                      math.sqrt(a_par * a_perp), rng, aspect=a_par / a_perp, angle=phi, rough=0.03, n_harm=4)
+        sd_rv = _blob(
+            size,
+            cy + (d + 0.3 * a_par) * math.sin(phi),
+            cx + (d + 0.3 * a_par) * math.cos(phi),
+            math.sqrt(a_par * a_perp),
+            rng,
+            aspect=a_par / a_perp,
+            angle=phi,
+            rough=0.03,
+            n_harm=4,
+        )
         rv = (sd_rv > 0) & ~epi
         rv_wall = (sd_rv > -max(1.5, 1.5 * s)) & ~rv & ~epi
     else:
@@ -617,23 +722,26 @@ def _cardiac(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
     img = np.where(ring, 0.75 + 0.1 * F[2], img)
     blood = rng.uniform(0.6, 0.95)
     wall = rng.uniform(0.15, 0.38)
-    slow_flow = 1.0 + rng.uniform(0.0, 0.12) * F[1]          # blood-pool inhomogeneity
+    slow_flow = 1.0 + rng.uniform(0.0, 0.12) * F[1]  # blood-pool inhomogeneity
     img = np.where(rv_wall | myo, wall, img)
     img = np.where(rv, blood * rng.uniform(0.75, 1.0) * slow_flow, img)
     img = np.where(lv, blood * slow_flow, img)
     # trabeculations: dark specks along the endocardium, inside the cavity (labelled LV)
     trab = lv & (sd_lv < rng.uniform(1.5, 3.5) * s) & (F[3] > rng.uniform(0.2, 1.2))
     img = np.where(trab, wall + 0.3 * (blood - wall), img)
-    for _ in range(rng.integers(0, 3)):   # papillary muscles: dark spots in the LV, labelled LV
+    for _ in range(rng.integers(0, 3)):  # papillary muscles: dark spots in the LV, labelled LV
         ang = rng.uniform(0, 2 * np.pi)
         py, px = cy + 0.6 * r_lv * math.sin(ang), cx + 0.6 * r_lv * math.cos(ang)
         pap = _sigmoid(_blob(size, py, px, max(1.0, 0.22 * r_lv), rng, rough=0.05) / (0.6 * s)) * lv
         img = img * (1 - pap) + wall * pap
-    img = ndi.gaussian_filter(img, rng.uniform(0.5, 1.0) * (1.0 + 0.4 * pos) * s)   # partial volume
+    img = ndi.gaussian_filter(img, rng.uniform(0.5, 1.0) * (1.0 + 0.4 * pos) * s)  # partial volume
 
     # bias field and Rician noise
-    bias = np.exp(rng.uniform(0.15, 0.4) * F[0] + rng.uniform(-0.3, 0.3) * (xx / size - 0.5)
-                  + rng.uniform(-0.3, 0.3) * (yy / size - 0.5))
+    bias = np.exp(
+        rng.uniform(0.15, 0.4) * F[0]
+        + rng.uniform(-0.3, 0.3) * (xx / size - 0.5)
+        + rng.uniform(-0.3, 0.3) * (yy / size - 0.5)
+    )
     img = img * bias
     sigma = rng.uniform(0.02, 0.09)
     n1, n2 = rng.standard_normal((2, size, size), dtype=np.float32) * sigma
@@ -683,8 +791,12 @@ def make_batch(task: str, n: int, size: int = 128, seed: int = 0) -> tuple[np.nd
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def split_names(names: list[str], splits: tuple[float, ...] = (0.7, 0.15, 0.15), seed: int = 0,
-                labels: tuple[str, ...] = ("train", "val", "test")) -> dict[str, list[str]]:
+def split_names(
+    names: list[str],
+    splits: tuple[float, ...] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    labels: tuple[str, ...] = ("train", "val", "test"),
+) -> dict[str, list[str]]:
     """Shuffle ``names`` with ``seed`` and cut them by the fractions ``splits`` (sorted lists).
 
     Counts use the largest-remainder rule, so they sum to ``len(names)``; every split with a
@@ -715,13 +827,20 @@ def split_names(names: list[str], splits: tuple[float, ...] = (0.7, 0.15, 0.15),
     out, start = {}, 0
     for label, c in zip(labels, counts):
         if c > 0:
-            out[label] = sorted(names[k] for k in perm[start:start + c])
+            out[label] = sorted(names[k] for k in perm[start : start + c])
         start += c
     return out
 
 
-def generate(task: str, root: str | os.PathLike, n: int = 300, size: int = 128, seed: int = 0,
-             splits: tuple[float, float, float] = (0.7, 0.15, 0.15), overwrite: bool = True) -> Path:
+def generate(
+    task: str,
+    root: str | os.PathLike,
+    n: int = 300,
+    size: int = 128,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    overwrite: bool = True,
+) -> Path:
     """Write ``n`` samples of ``task`` in the prepared layout under ``root`` and return it.
 
     Names are ``{task}_0000`` ...; sample ``i`` equals ``make_batch(task, n, size, seed)``'s
@@ -737,8 +856,9 @@ def generate(task: str, root: str | os.PathLike, n: int = 300, size: int = 128, 
     names = [f"{task}_{i:0{width}d}" for i in range(n)]
     split_map = split_names(names, tuple(splits), seed)
     root = Path(root)
-    with PreparedWriter(root, name=f"synthetic-{task}", classes=CLASSES[task], channels=CHANNELS[task],
-                        overwrite=overwrite) as writer:
+    with PreparedWriter(
+        root, name=f"synthetic-{task}", classes=CLASSES[task], channels=CHANNELS[task], overwrite=overwrite
+    ) as writer:
         empty = 0
         for i, name in enumerate(names):
             image, mask = make_sample(task, size, sample_rng(task, seed, i))
@@ -751,9 +871,15 @@ def generate(task: str, root: str | os.PathLike, n: int = 300, size: int = 128, 
             checksum=None,
             description=describe(task),
             empty_masks=empty,
-            generator={"task": task, "n": n, "size": size, "seed": seed, "splits": list(splits),
-                       "mslib_version": __version__,
-                       "version": GENERATOR_VERSION},
+            generator={
+                "task": task,
+                "n": n,
+                "size": size,
+                "seed": seed,
+                "splits": list(splits),
+                "mslib_version": __version__,
+                "version": GENERATOR_VERSION,
+            },
         )
     return root
 

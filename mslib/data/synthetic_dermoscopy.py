@@ -22,6 +22,7 @@ distance between the two mean colours).
 >>> images, masks = make_batch(8, size=128, seed=1)
 >>> stats = image_stats(image, mask)      # {"area", "lesion_rgb", "skin_rgb", "contrast", "delta_e"}
 """
+
 from __future__ import annotations
 
 import math
@@ -51,24 +52,35 @@ __all__ = ["AREA_RANGE", "CLASSES", "make_sample", "make_batch", "generate", "im
 AREA_RANGE = (0.05, 0.80)
 CLASSES = ["background", "lesion"]
 GENERATOR_VERSION = 1
-_TASK_ID = 101          # keeps the random streams apart from mslib.data.synthetic's tasks
+_TASK_ID = 101  # keeps the random streams apart from mslib.data.synthetic's tasks
 
-_SKIN = np.array([[0.84, 0.70, 0.68], [0.78, 0.66, 0.66], [0.72, 0.62, 0.62], [0.80, 0.78, 0.80],
-                  [0.62, 0.66, 0.82], [0.70, 0.56, 0.50]], np.float32)   # pink, rose, dim, grey, bluish, tanned
+_SKIN = np.array(
+    [
+        [0.84, 0.70, 0.68],
+        [0.78, 0.66, 0.66],
+        [0.72, 0.62, 0.62],
+        [0.80, 0.78, 0.80],
+        [0.62, 0.66, 0.82],
+        [0.70, 0.56, 0.50],
+    ],
+    np.float32,
+)  # pink, rose, dim, grey, bluish, tanned
 _SKIN_P = [0.25, 0.25, 0.15, 0.15, 0.1, 0.1]
-_PIGMENTS = np.array([[0.52, 0.33, 0.25], [0.34, 0.20, 0.16], [0.16, 0.11, 0.11], [0.36, 0.38, 0.50],
-                      [0.64, 0.32, 0.32]], np.float32)       # light brown, dark brown, black, blue-grey, red
+_PIGMENTS = np.array(
+    [[0.52, 0.33, 0.25], [0.34, 0.20, 0.16], [0.16, 0.11, 0.11], [0.36, 0.38, 0.50], [0.64, 0.32, 0.32]], np.float32
+)  # light brown, dark brown, black, blue-grey, red
 
 
 def _lesion_sd(rng, size, area, visible, cy, cx):
     """Signed distance of a lesion whose mask (inside and visible) covers ``area`` of the image (secant steps)."""
-    kw = dict(aspect=rng.uniform(0.6, 1.6), angle=rng.uniform(0, np.pi), rough=rng.uniform(0.04, 0.22),
-              n_harm=9, decay=0.8)
+    kw = dict(
+        aspect=rng.uniform(0.6, 1.6), angle=rng.uniform(0, np.pi), rough=rng.uniform(0.04, 0.22), n_harm=9, decay=0.8
+    )
     state = rng.bit_generator.state
     radius = math.sqrt(area * size * size / math.pi)
     sd = None
     for _ in range(6):
-        rng.bit_generator.state = state          # the same outline, rescaled
+        rng.bit_generator.state = state  # the same outline, rescaled
         sd = _blob(size, cy, cx, radius, rng, **kw)
         got = float(((sd > 0) & visible).mean())
         if abs(got - area) < 0.01 or got == 0:
@@ -93,7 +105,7 @@ def _dermoscopy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     # skin
     tone = _SKIN[rng.choice(len(_SKIN), p=_SKIN_P)] * rng.uniform(0.9, 1.08)
     img = tone * (1.0 + 0.05 * np.moveaxis(F[0:3], 0, -1)) * (1.0 + 0.025 * F[3])[..., None]
-    if rng.random() < 0.35:      # erythema: red patches of skin (a distractor for colour clustering)
+    if rng.random() < 0.35:  # erythema: red patches of skin (a distractor for colour clustering)
         red = _sigmoid((F[5] - rng.uniform(0.3, 1.2)) * 4.0)[..., None] * rng.uniform(0.3, 0.7)
         img = img * (1 - red) + np.array([0.80, 0.50, 0.52], np.float32) * red
 
@@ -102,7 +114,7 @@ def _dermoscopy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     cy, cx = size * (0.5 + rng.normal(0, 0.1, 2))
     sd = _lesion_sd(rng, size, area, visible, cy, cx)
     mask = (sd > 0) & visible
-    if mask.mean() < AREA_RANGE[0] or mask.mean() > AREA_RANGE[1]:     # rare: the aperture ate the lesion
+    if mask.mean() < AREA_RANGE[0] or mask.mean() > AREA_RANGE[1]:  # rare: the aperture ate the lesion
         sd = _lesion_sd(rng, size, area, np.ones_like(visible), size / 2, size / 2)
         aperture[:] = 0.0
         visible[:] = True
@@ -113,7 +125,7 @@ def _dermoscopy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     n_col = rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25])
     cols = _PIGMENTS[rng.choice(len(_PIGMENTS), n_col, replace=False, p=[0.3, 0.3, 0.15, 0.15, 0.1])]
     lesion = np.broadcast_to(cols[0], img.shape).copy()
-    for k in range(1, n_col):   # smooth regions of other pigments, more often in the centre
+    for k in range(1, n_col):  # smooth regions of other pigments, more often in the centre
         region = _sigmoid((F[5 + k] + 0.8 * (np.clip(sd / R, 0, 1) - 0.5) - rng.uniform(-0.3, 0.6)) * 4.0)
         lesion = lesion * (1 - region[..., None]) + cols[k] * region[..., None]
     lesion *= (1.0 + 0.12 * F[4] + 0.06 * F[7] + 0.1 * (F[7] > rng.uniform(1.5, 2.5)))[..., None]  # network, dots
@@ -130,7 +142,7 @@ def _dermoscopy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
             m_a = _sigmoid(_blob(size, my, mx, r, rng, rough=0.1) / (0.8 * s))[..., None] * rng.uniform(0.4, 0.9)
             img = img * (1 - m_a) + _PIGMENTS[1] * m_a
     if rng.random() < 0.55:
-        n = int(rng.integers(1, 12)) if rng.random() < 0.7 else int(rng.integers(12, 40))     # dense in 30 %
+        n = int(rng.integers(1, 12)) if rng.random() < 0.7 else int(rng.integers(12, 40))  # dense in 30 %
         hair = _curves(rng, size, n, (0.2, 0.9), curl=1.5, width=rng.choice([1, 1, 1, 2], n) * max(1.0, s))
         h = hair[..., None] * rng.uniform(0.7, 0.95)
         img = img * (1 - h) + np.array([0.07, 0.05, 0.05], np.float32) * h
@@ -150,8 +162,8 @@ def _ruler(rng, img, size, s):
     ang = rng.uniform(0, np.pi)
     nrm = np.array([math.cos(ang), math.sin(ang)], np.float32)
     off = rng.choice([-1, 1]) * rng.uniform(0.25, 0.42) * size
-    u = (xx - size / 2) * nrm[0] + (yy - size / 2) * nrm[1] - off          # across the ruler
-    v = -(xx - size / 2) * nrm[1] + (yy - size / 2) * nrm[0]              # along it
+    u = (xx - size / 2) * nrm[0] + (yy - size / 2) * nrm[1] - off  # across the ruler
+    v = -(xx - size / 2) * nrm[1] + (yy - size / 2) * nrm[0]  # along it
     w = max(1.0, s)
     line = np.abs(u) < w
     step = rng.uniform(4.0, 8.0) * s
@@ -168,9 +180,9 @@ def _bubbles(rng, img, size, s):
         r = rng.uniform(0.02, 0.12) * size
         by, bx = rng.uniform(0, 1, 2) * size
         dist = np.hypot(yy - by, xx - bx)
-        ring = np.exp(-((dist - r) / (0.8 * s)) ** 2) * rng.uniform(0.4, 0.8)
+        ring = np.exp(-(((dist - r) / (0.8 * s)) ** 2)) * rng.uniform(0.4, 0.8)
         inside = (dist < r) * 0.08
-        spot = np.exp(-(np.hypot(yy - by + 0.4 * r, xx - bx + 0.4 * r) / (0.15 * r + s)) ** 2) * 0.8
+        spot = np.exp(-((np.hypot(yy - by + 0.4 * r, xx - bx + 0.4 * r) / (0.15 * r + s)) ** 2)) * 0.8
         b = np.clip(ring + inside + spot, 0, 1)[..., None]
         img = img * (1 - b) + np.float32(0.97) * b
     return img
@@ -206,8 +218,14 @@ def describe() -> str:
     return " ".join(text.split()).replace(": * ", ": ").replace("; * ", "; ")
 
 
-def generate(root: str | os.PathLike, n: int = 100, size: int = 128, seed: int = 0,
-             splits: tuple[float, float, float] = (0.7, 0.15, 0.15), overwrite: bool = True) -> Path:
+def generate(
+    root: str | os.PathLike,
+    n: int = 100,
+    size: int = 128,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    overwrite: bool = True,
+) -> Path:
     """Write ``n`` samples in the prepared layout under ``root`` (names ``derm_0000`` ..., sample ``i`` equals
     ``make_batch(n, size, seed)``'s ``i``-th) through :class:`mslib.data.layout.PreparedWriter`."""
     n = _check_int(n, "n", 1, hint=" (number of samples)")
@@ -219,10 +237,20 @@ def generate(root: str | os.PathLike, n: int = 100, size: int = 128, seed: int =
         for i, name in enumerate(names):
             w.add(name, *_dermoscopy(_sample_rng(seed, i), size))
         w.set_splits(split_names(names, tuple(splits), seed))
-        w.meta.update(source="synthetic (mslib.data.synthetic_dermoscopy)", licence="CC0 (generated)", checksum=None,
-                      description=describe(),
-                      generator={"n": n, "size": size, "seed": seed, "splits": list(splits),
-                                 "mslib_version": __version__, "version": GENERATOR_VERSION})
+        w.meta.update(
+            source="synthetic (mslib.data.synthetic_dermoscopy)",
+            licence="CC0 (generated)",
+            checksum=None,
+            description=describe(),
+            generator={
+                "n": n,
+                "size": size,
+                "seed": seed,
+                "splits": list(splits),
+                "mslib_version": __version__,
+                "version": GENERATOR_VERSION,
+            },
+        )
     return root
 
 

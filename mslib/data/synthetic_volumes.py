@@ -15,6 +15,7 @@ slice names in order) and ``"spacing"`` (an assumed 10 x 1.5 x 1.5 mm, ACDC-like
 gives "the first K cases", and the splits ``train_labeled_K``/``train_unlabeled_K`` for K in
 (1, 3, 7) where the train cases allow. :class:`mslib.data.volumes.VolumeDataset` reads it back.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,17 +82,25 @@ def _split_cases(n_cases: int, splits: tuple[float, float, float]) -> dict[str, 
     if n_train < 1 or (fr[1] > 0 and n_val < 1) or (fr[2] > 0 and n_test < 1):
         raise ValueError(f"n_cases={n_cases} is too few for splits {splits}; use more cases")
     ids = list(range(n_cases))
-    return {"train": ids[:n_train], "val": ids[n_train:n_train + n_val], "test": ids[n_train + n_val:]}
+    return {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
 
 
-def generate_volumes(root: str | os.PathLike, n_cases: int = 20, slices: int = 8, size: int = 128, seed: int = 0,
-                     splits: tuple[float, float, float] = (0.7, 0.1, 0.2), overwrite: bool = True) -> Path:
+def generate_volumes(
+    root: str | os.PathLike,
+    n_cases: int = 20,
+    slices: int = 8,
+    size: int = 128,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    overwrite: bool = True,
+) -> Path:
     """Write ``n_cases`` synthetic volumes in the prepared layout under ``root`` (see module docstring)."""
     n_cases = _check_int(n_cases, "n_cases", 2, hint=" (number of synthetic patients)")
     by_split = _split_cases(n_cases, tuple(splits))
     volumes: dict[str, list[str]] = {}
-    with PreparedWriter(root, name="synthetic-cardiac-volumes", classes=CLASSES["cardiac"], channels=1,
-                        overwrite=overwrite) as w:
+    with PreparedWriter(
+        root, name="synthetic-cardiac-volumes", classes=CLASSES["cardiac"], channels=1, overwrite=overwrite
+    ) as w:
         for c in range(n_cases):
             images, masks = make_volume(c, slices, size, seed)
             names = [f"case{c:03d}_slice_{i}" for i in range(slices)]
@@ -101,24 +110,49 @@ def generate_volumes(root: str | os.PathLike, n_cases: int = 20, slices: int = 8
         split_names = {k: [n for c in ids for n in volumes[f"case{c:03d}"]] for k, ids in by_split.items() if ids}
         for k in (1, 3, 7):
             if k < len(by_split["train"]):
-                split_names[f"train_labeled_{k}"], split_names[f"train_unlabeled_{k}"] = \
-                    labelled_split(split_names["train"], k)
+                split_names[f"train_labeled_{k}"], split_names[f"train_unlabeled_{k}"] = labelled_split(
+                    split_names["train"], k
+                )
         w.set_splits(split_names)
         w.meta.update(
-            source="synthetic (mslib.data.synthetic_volumes)", licence="CC0 (generated)", checksum=None,
-            volumes=volumes, spacing={v: list(SPACING) for v in volumes},
-            generator={"task": "cardiac-volumes", "n_cases": n_cases, "slices": slices, "size": size, "seed": seed,
-                       "splits": list(splits), "version": _VERSION, "cardiac_version": GENERATOR_VERSION,
-                       "mslib_version": __version__})
+            source="synthetic (mslib.data.synthetic_volumes)",
+            licence="CC0 (generated)",
+            checksum=None,
+            volumes=volumes,
+            spacing={v: list(SPACING) for v in volumes},
+            generator={
+                "task": "cardiac-volumes",
+                "n_cases": n_cases,
+                "slices": slices,
+                "size": size,
+                "seed": seed,
+                "splits": list(splits),
+                "version": _VERSION,
+                "cardiac_version": GENERATOR_VERSION,
+                "mslib_version": __version__,
+            },
+        )
     return Path(root)
 
 
-def synthetic_volumes(n_cases: int = 20, slices: int = 8, size: int = 128, seed: int = 0,
-                      splits: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> Path:
+def synthetic_volumes(
+    n_cases: int = 20,
+    slices: int = 8,
+    size: int = 128,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.7, 0.1, 0.2),
+) -> Path:
     """The cached synthetic volume dataset with these parameters (generated on first use) under ``data_dir()``."""
     path = data_dir() / "synthetic" / f"cardiac-volumes-c{n_cases}-z{slices}-s{size}-seed{seed}"
-    want = {"n_cases": n_cases, "slices": slices, "size": size, "seed": seed, "splits": list(splits),
-            "version": _VERSION, "cardiac_version": GENERATOR_VERSION}
+    want = {
+        "n_cases": n_cases,
+        "slices": slices,
+        "size": size,
+        "seed": seed,
+        "splits": list(splits),
+        "version": _VERSION,
+        "cardiac_version": GENERATOR_VERSION,
+    }
     try:
         gen = json.loads((path / META).read_text(encoding="utf-8")).get("generator", {})
         if all(gen.get(k) == v for k, v in want.items()):

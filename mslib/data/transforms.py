@@ -18,10 +18,12 @@ resized *bilinearly* as a float map (values in [0, 1] along object borders), so 
 sees soft targets. This is an official-code behaviour and off by default (paper semantics:
 masks stay class indices).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Number
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,11 +137,23 @@ class _AsTVTensors:
         return "AsTVTensors()"
 
 
-def build_transforms(train: bool, size: int | Sequence[int] | None, *, hflip: float = 0.5, vflip: float = 0.0,
-                     rotation: float = 0.0, scale: Sequence[float] | None = None, shear: float = 0.0,
-                     translate: float = 0.0, color_jitter: Sequence[float] | None = None,
-                     soft_masks: bool = False, normalize: tuple[Sequence[float], Sequence[float]] | None = None,
-                     rot90: float = 0.0, rotation_p: float = 1.0, exclusive: bool = False) -> v2.Compose:
+def build_transforms(
+    train: bool,
+    size: int | Sequence[int] | None,
+    *,
+    hflip: float = 0.5,
+    vflip: float = 0.0,
+    rotation: float = 0.0,
+    scale: Sequence[float] | None = None,
+    shear: float = 0.0,
+    translate: float = 0.0,
+    color_jitter: Sequence[float] | None = None,
+    soft_masks: bool = False,
+    normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+    rot90: float = 0.0,
+    rotation_p: float = 1.0,
+    exclusive: bool = False,
+) -> v2.Compose:
     """Joint transform for ``(image, mask)`` pairs.
 
     Order: resize to ``size`` (int: square; ``(h, w)``; ``None``: keep) -> [train only:
@@ -198,9 +212,13 @@ def build_transforms(train: bool, size: int | Sequence[int] | None, *, hflip: fl
         bilinear = v2.InterpolationMode.BILINEAR
         affine = None
         if scale is not None or shear > 0 or translate > 0:
-            affine = v2.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None,
-                                     scale=tuple(scale) if scale is not None else None,
-                                     shear=shear if shear > 0 else None, interpolation=bilinear)
+            affine = v2.RandomAffine(
+                degrees=rotation,
+                translate=(translate, translate) if translate else None,
+                scale=tuple(scale) if scale is not None else None,
+                shear=shear if shear > 0 else None,
+                interpolation=bilinear,
+            )
         elif rotation > 0:
             affine = v2.RandomRotation(rotation, interpolation=bilinear)
         turn = RandomRot90Flip() if rot90 > 0 else None
@@ -242,8 +260,9 @@ class RandomBatchResize:
     ``generator``). Tensors stay on their device.
     """
 
-    def __init__(self, sizes: Sequence[int | Sequence[int]] = (224, 256, 288, 320, 352),
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self, sizes: Sequence[int | Sequence[int]] = (224, 256, 288, 320, 352), generator: torch.Generator | None = None
+    ):
         if isinstance(sizes, (int, str)) or len(sizes) == 0:
             raise ValueError(f"sizes must be a non-empty list of sizes, e.g. (224, 256, 288, 320, 352), got {sizes!r}")
         self.sizes = [tuple(_pair(s, "sizes entry")) for s in sizes]
@@ -261,14 +280,20 @@ class RandomBatchResize:
             raise ValueError(f"images must be a (B, C, H, W) tensor, got {shape}")
         size = self.last_size = self.draw()
         x = images.as_subclass(torch.Tensor)
-        out = nnf.interpolate(x.float() if not x.is_floating_point() else x, size=size, mode="bilinear",
-                              align_corners=False, antialias=True)
+        out = nnf.interpolate(
+            x.float() if not x.is_floating_point() else x,
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
         if masks is None:
             return out
         if not isinstance(masks, torch.Tensor) or masks.ndim not in (3, 4) or masks.shape[0] != images.shape[0]:
             shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
-            raise ValueError(f"masks must be (B, H, W) or (B, 1, H, W) with the images' batch size "
-                             f"{images.shape[0]}, got {shape}")
+            raise ValueError(
+                f"masks must be (B, H, W) or (B, 1, H, W) with the images' batch size {images.shape[0]}, got {shape}"
+            )
         m = masks.as_subclass(torch.Tensor)
         squeeze = m.ndim == 3
         m = m[:, None] if squeeze else m

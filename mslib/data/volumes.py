@@ -13,6 +13,7 @@ must be read volume by volume: item ``i`` is ``(image, label, name)`` with ``ima
 of shape (S, C, H, W) in [0, 1], ``label`` int64 of shape (S, H, W) and ``name`` the volume's
 name. A ``transform`` is applied jointly to each slice (use a deterministic one, e.g. a resize).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ class VolumeDataset(Dataset):
     a volume is only partly in the split, or when a slice of the split belongs to no volume.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "test", transform: Callable | None = None,
-                 validate: bool = True):
+    def __init__(
+        self, root: str | os.PathLike, split: str = "test", transform: Callable | None = None, validate: bool = True
+    ):
         self.slices = SegmentationFolder(root, split=split, transform=transform, validate=validate)
         self.root, self.split = self.slices.root, split
         self.meta = self.slices.meta
@@ -48,8 +50,10 @@ class VolumeDataset(Dataset):
         self.channels = self.slices.channels
         volumes = self.meta.get("volumes")
         if not isinstance(volumes, dict) or not volumes:
-            raise DatasetError(f"{self.root}/dataset.json has no 'volumes' entry, so slices cannot be grouped into "
-                               "volumes; prepare the dataset with its data_scripts module (acdc, synapse, covid19_ct)")
+            raise DatasetError(
+                f"{self.root}/dataset.json has no 'volumes' entry, so slices cannot be grouped into "
+                "volumes; prepare the dataset with its data_scripts module (acdc, synapse, covid19_ct)"
+            )
         index = {n: i for i, n in enumerate(self.slices.names)}
         self.names: list[str] = []
         self._indices: list[list[int]] = []
@@ -59,16 +63,20 @@ class VolumeDataset(Dataset):
             if not inside:
                 continue
             if len(inside) != len(names):
-                raise DatasetError(f"volume {vol!r} has only {len(inside)} of its {len(names)} slices in split "
-                                   f"{split!r} of {self.root}; a split for per-volume evaluation must hold "
-                                   "whole volumes")
+                raise DatasetError(
+                    f"volume {vol!r} has only {len(inside)} of its {len(names)} slices in split "
+                    f"{split!r} of {self.root}; a split for per-volume evaluation must hold "
+                    "whole volumes"
+                )
             self.names.append(vol)
             self._indices.append([index[n] for n in names])
             used.update(names)
         stray = [n for n in self.slices.names if n not in used]
         if stray:
-            raise DatasetError(f"split {split!r} of {self.root} has slices that belong to no volume in dataset.json: "
-                               f"{stray[:5]}; use SegmentationFolder for slice-wise data")
+            raise DatasetError(
+                f"split {split!r} of {self.root} has slices that belong to no volume in dataset.json: "
+                f"{stray[:5]}; use SegmentationFolder for slice-wise data"
+            )
         spacing = self.meta.get("spacing") or {}
         self.spacing: dict[str, list[float] | None] = {v: spacing.get(v) for v in self.names}
 
@@ -83,12 +91,16 @@ class VolumeDataset(Dataset):
         items = [self.slices[i] for i in self._indices[index]]
         shapes = {tuple(im.shape) for im, _ in items}
         if len(shapes) != 1:
-            raise DatasetError(f"volume {self.names[index]!r} has slices of different sizes {sorted(shapes)}; pass a "
-                               "transform that resizes every slice to one size")
+            raise DatasetError(
+                f"volume {self.names[index]!r} has slices of different sizes {sorted(shapes)}; pass a "
+                "transform that resizes every slice to one size"
+            )
         image = torch.stack([im.as_subclass(torch.Tensor) for im, _ in items])
         label = torch.stack([m.as_subclass(torch.Tensor) for _, m in items]).long()
         return image, label, self.names[index]
 
     def __repr__(self) -> str:
-        return (f"VolumeDataset(root={str(self.root)!r}, split={self.split!r}, volumes={len(self)}, "
-                f"slices={len(self.slices)}, classes={self.classes})")
+        return (
+            f"VolumeDataset(root={str(self.root)!r}, split={self.split!r}, volumes={len(self)}, "
+            f"slices={len(self.slices)}, classes={self.classes})"
+        )

@@ -5,6 +5,7 @@
 
 Every name is also importable from its module (``mslib.losses.structure`` ...).
 """
+
 from mslib.losses.contrastive import (
     SAMPLINGS,
     CrossProjector,

@@ -48,6 +48,7 @@ Official-code behaviours behind switches (each tested):
 * the official loss also averages over background anchors and over anchors without positives
   (which count 0): ``official_supcon(..., legacy_label_order=False)`` is its aligned form.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ProjectionHead", "CrossProjector", "balanced_supcon_loss", "official_supcon", "legacy_label_permutation",
-           "contrast_labels", "cross_contrastive_loss", "official_block_coverage", "features_by_scale",
-           "MultiScaleContrast", "SAMPLINGS"]
+__all__ = [
+    "ProjectionHead",
+    "CrossProjector",
+    "balanced_supcon_loss",
+    "official_supcon",
+    "legacy_label_permutation",
+    "contrast_labels",
+    "cross_contrastive_loss",
+    "official_block_coverage",
+    "features_by_scale",
+    "MultiScaleContrast",
+    "SAMPLINGS",
+]
 
 SAMPLINGS = ("all", "anchors", "blocks", "official")
 
@@ -88,8 +99,15 @@ class CrossProjector(nn.Module):
     ``tra_norm`` (the 1/8 heads; the official count 115,712 includes such a LayerNorm).
     """
 
-    def __init__(self, cnn_channels: int, tra_channels: int, hidden: int = 256, out_dim: int = 128,
-                 shared: bool = True, tra_norm: bool = False):
+    def __init__(
+        self,
+        cnn_channels: int,
+        tra_channels: int,
+        hidden: int = 256,
+        out_dim: int = 128,
+        shared: bool = True,
+        tra_norm: bool = False,
+    ):
         super().__init__()
         self.cnn = ProjectionHead(cnn_channels, hidden, out_dim)
         self.tra = ProjectionHead(tra_channels, hidden, out_dim, self.cnn.out if shared else None)
@@ -102,9 +120,16 @@ class CrossProjector(nn.Module):
 
 
 # ----------------------------------------------------------------------------- the loss on a set
-def balanced_supcon_loss(z: torch.Tensor, labels: torch.Tensor, *, temperature: float = 0.1, balanced: bool = True,
-                         discard_background: bool = True, background: int = 0,
-                         chunk: int = 4096) -> torch.Tensor:
+def balanced_supcon_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    balanced: bool = True,
+    discard_background: bool = True,
+    background: int = 0,
+    chunk: int = 4096,
+) -> torch.Tensor:
     """MCSC balanced supervised contrastive loss (poster Eq. L_bcl) over one contrast set, all pairs.
 
     Args:
@@ -124,9 +149,9 @@ def balanced_supcon_loss(z: torch.Tensor, labels: torch.Tensor, *, temperature: 
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     labels = labels.long()
     classes, inv = torch.unique(labels, return_inverse=True)
-    onehot = F.one_hot(inv, len(classes)).to(z.dtype)                 # (N, C)
-    counts = onehot.sum(0)                                            # (C,)
-    valid = (counts[inv] > 1)
+    onehot = F.one_hot(inv, len(classes)).to(z.dtype)  # (N, C)
+    counts = onehot.sum(0)  # (C,)
+    valid = counts[inv] > 1
     if discard_background:
         valid &= labels != background
     anchors = valid.nonzero().squeeze(1)
@@ -134,19 +159,19 @@ def balanced_supcon_loss(z: torch.Tensor, labels: torch.Tensor, *, temperature: 
         return z.sum() * 0.0
     total = z.new_zeros(())
     for start in range(0, anchors.numel(), chunk):
-        idx = anchors[start:start + chunk]
-        s = z[idx] @ z.T / temperature                                # (n, N)
+        idx = anchors[start : start + chunk]
+        s = z[idx] @ z.T / temperature  # (n, N)
         self_mask = torch.zeros_like(s, dtype=torch.bool)
         self_mask[torch.arange(idx.numel(), device=z.device), idx] = True
         m = s.masked_fill(self_mask, -math.inf).amax(1, keepdim=True).detach()
-        e = torch.exp(s - m).masked_fill(self_mask, 0.0)              # exp(s_ik - m_i), k != i
+        e = torch.exp(s - m).masked_fill(self_mask, 0.0)  # exp(s_ik - m_i), k != i
         if balanced:
-            per_class = e @ onehot                                    # (n, C) sums over k in A_c, k != i
-            n_c = counts.unsqueeze(0) - onehot[idx]                   # |A_c| without the anchor
+            per_class = e @ onehot  # (n, C) sums over k in A_c, k != i
+            n_c = counts.unsqueeze(0) - onehot[idx]  # |A_c| without the anchor
             denom = (per_class / n_c.clamp_min(1)).sum(1)
         else:
             denom = e.sum(1)
-        log_prob = s - m - torch.log(denom).unsqueeze(1)              # log(exp(s_ik) / denom_i)
+        log_prob = s - m - torch.log(denom).unsqueeze(1)  # log(exp(s_ik) / denom_i)
         pos = (labels[idx].unsqueeze(1) == labels.unsqueeze(0)) & ~self_mask
         total = total + (-(log_prob * pos).sum(1) / pos.sum(1)).sum()
     return total / anchors.numel()
@@ -162,8 +187,14 @@ def legacy_label_permutation(n: int, h: int, w: int, device=None) -> torch.Tenso
     return torch.arange(n * h * w, device=device).view(n, h, w).permute(1, 0, 2).reshape(-1)
 
 
-def official_supcon(features: torch.Tensor, labels: torch.Tensor, *, temperature: float = 0.1,
-                    legacy_label_order: bool = True, num_classes: int = 4) -> torch.Tensor:
+def official_supcon(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    legacy_label_order: bool = True,
+    num_classes: int = 4,
+) -> torch.Tensor:
     """The official MCSC ``SupConLoss`` on one block group, re-derived (not the paper's loss).
 
     ``features`` (n, D, h, w) normalised, ``labels`` (n, h, w). Balanced denominator
@@ -192,8 +223,9 @@ def official_supcon(features: torch.Tensor, labels: torch.Tensor, *, temperature
 
 
 # ----------------------------------------------------------------------------- labels and sampling
-def contrast_labels(target: torch.Tensor, pred_cnn: torch.Tensor, pred_tra: torch.Tensor, labeled_bs: int,
-                    cross: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def contrast_labels(
+    target: torch.Tensor, pred_cnn: torch.Tensor, pred_tra: torch.Tensor, labeled_bs: int, cross: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for the CNN's and the Transformer's features (MCSC "CroLab").
 
     ``target`` holds the ground truth of the first ``labeled_bs`` images; ``pred_*`` are (B, H, W)
@@ -218,10 +250,22 @@ def _resize_labels(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(y.unsqueeze(1).float(), size=size, mode="nearest").squeeze(1).long()
 
 
-def cross_contrastive_loss(z_cnn: torch.Tensor, z_tra: torch.Tensor, y_cnn: torch.Tensor, y_tra: torch.Tensor, *,
-                           temperature: float = 0.1, balanced: bool = True, discard_background: bool = True,
-                           sampling: str = "anchors", max_samples: int = 4096, block: int = 16, num_blocks: int = 4,
-                           legacy_label_order: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def cross_contrastive_loss(
+    z_cnn: torch.Tensor,
+    z_tra: torch.Tensor,
+    y_cnn: torch.Tensor,
+    y_tra: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    balanced: bool = True,
+    discard_background: bool = True,
+    sampling: str = "anchors",
+    max_samples: int = 4096,
+    block: int = 16,
+    num_blocks: int = 4,
+    legacy_label_order: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The balanced contrastive loss at one scale over both networks' pixel features.
 
     ``z_cnn``, ``z_tra``: (B, D, h, w) normalised projections; ``y_cnn``, ``y_tra``: (B, H, W) labels
@@ -232,10 +276,12 @@ def cross_contrastive_loss(z_cnn: torch.Tensor, z_tra: torch.Tensor, y_cnn: torc
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     if z_cnn.shape != z_tra.shape:
-        raise ValueError(f"z_cnn {tuple(z_cnn.shape)} and z_tra {tuple(z_tra.shape)} must have the same shape; "
-                         "project both networks' features to the same dimension first")
+        raise ValueError(
+            f"z_cnn {tuple(z_cnn.shape)} and z_tra {tuple(z_tra.shape)} must have the same shape; "
+            "project both networks' features to the same dimension first"
+        )
     b, d, h, w = z_cnn.shape
-    feats = torch.cat([z_cnn, z_tra], 0)                                            # (2B, D, h, w)
+    feats = torch.cat([z_cnn, z_tra], 0)  # (2B, D, h, w)
     labels = torch.cat([_resize_labels(y_cnn, (h, w)), _resize_labels(y_tra, (h, w))], 0)
     kw = dict(temperature=temperature, balanced=balanced, discard_background=discard_background)
     if legacy_label_order and sampling != "official":
@@ -253,8 +299,13 @@ def cross_contrastive_loss(z_cnn: torch.Tensor, z_tra: torch.Tensor, y_cnn: torc
     z_flat, y_flat = feats.permute(0, 2, 3, 1).reshape(-1, d), labels.reshape(-1)
     if sampling == "blocks":
         bs = min(block, h, w)
-        corners = [(torch.randint(0, h - bs + 1, (n,), generator=generator),
-                    torch.randint(0, w - bs + 1, (n,), generator=generator)) for _ in range(num_blocks)]
+        corners = [
+            (
+                torch.randint(0, h - bs + 1, (n,), generator=generator),
+                torch.randint(0, w - bs + 1, (n,), generator=generator),
+            )
+            for _ in range(num_blocks)
+        ]
     else:  # the official tiling
         bs = block
         div = min(h, w) // block - 1
@@ -264,18 +315,33 @@ def cross_contrastive_loss(z_cnn: torch.Tensor, z_tra: torch.Tensor, y_cnn: torc
         order = torch.stack([torch.randperm(len(cells), generator=generator) for _ in range(n)], 1)  # (cells, n)
         corners = [(cells[order[k], 0], cells[order[k], 1]) for k in range(len(cells))]
     r = torch.arange(bs)
-    idx = torch.stack([(torch.arange(n)[:, None, None] * h * w + (ys[:, None, None] + r[None, :, None]) * w
-                        + xs[:, None, None] + r[None, None, :]).reshape(-1) for ys, xs in corners]).to(z_flat.device)
-    groups = z_flat[idx.reshape(-1)].view(len(corners), -1, d).unbind(0)          # (image, y, x) order in a group
+    idx = torch.stack(
+        [
+            (
+                torch.arange(n)[:, None, None] * h * w
+                + (ys[:, None, None] + r[None, :, None]) * w
+                + xs[:, None, None]
+                + r[None, None, :]
+            ).reshape(-1)
+            for ys, xs in corners
+        ]
+    ).to(z_flat.device)
+    groups = z_flat[idx.reshape(-1)].view(len(corners), -1, d).unbind(0)  # (image, y, x) order in a group
     group_labels = y_flat[idx]
     losses = []
     for z_g, y_g in zip(groups, group_labels):
         if sampling == "official" and not bool(y_g.any()):
-            continue                                    # the official code skips all-background groups
+            continue  # the official code skips all-background groups
         if legacy_label_order:
-            losses.append(official_supcon(z_g.view(n, bs, bs, d).permute(0, 3, 1, 2), y_g.view(n, bs, bs),
-                                          temperature=temperature, legacy_label_order=True,
-                                          num_classes=max(4, int(labels.max()) + 1)))
+            losses.append(
+                official_supcon(
+                    z_g.view(n, bs, bs, d).permute(0, 3, 1, 2),
+                    y_g.view(n, bs, bs),
+                    temperature=temperature,
+                    legacy_label_order=True,
+                    num_classes=max(4, int(labels.max()) + 1),
+                )
+            )
         else:
             losses.append(balanced_supcon_loss(z_g, y_g, **kw))
     return torch.stack(losses).mean() if losses else feats.sum() * 0.0
@@ -307,31 +373,64 @@ class MultiScaleContrast(nn.Module):
     takes the feature lists the models return and returns ``(loss, {factor: loss})``.
     """
 
-    def __init__(self, cnn_channels: Mapping[int, int], tra_channels: Mapping[int, int],
-                 scales: Sequence[int] = (1, 8), hidden: int = 256, out_dim: int = 128, temperature: float = 0.1,
-                 balanced: bool = True, discard_background: bool = True, cross: bool = True,
-                 start_iteration: int = 3000, sampling: str = "anchors", max_samples: int = 4096,
-                 block: int | Mapping[int, int] = 16, num_blocks: int = 4, legacy_label_order: bool = False,
-                 tra_norm: bool = True):
+    def __init__(
+        self,
+        cnn_channels: Mapping[int, int],
+        tra_channels: Mapping[int, int],
+        scales: Sequence[int] = (1, 8),
+        hidden: int = 256,
+        out_dim: int = 128,
+        temperature: float = 0.1,
+        balanced: bool = True,
+        discard_background: bool = True,
+        cross: bool = True,
+        start_iteration: int = 3000,
+        sampling: str = "anchors",
+        max_samples: int = 4096,
+        block: int | Mapping[int, int] = 16,
+        num_blocks: int = 4,
+        legacy_label_order: bool = False,
+        tra_norm: bool = True,
+    ):
         super().__init__()
         missing = [s for s in scales if s not in cnn_channels or s not in tra_channels]
         if missing or not scales:
-            raise ValueError(f"scales {list(scales)} need channels for both networks; cnn_channels has "
-                             f"{sorted(cnn_channels)}, tra_channels {sorted(tra_channels)}")
+            raise ValueError(
+                f"scales {list(scales)} need channels for both networks; cnn_channels has "
+                f"{sorted(cnn_channels)}, tra_channels {sorted(tra_channels)}"
+            )
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.scales = tuple(int(s) for s in scales)
-        self.heads = nn.ModuleDict({str(s): CrossProjector(cnn_channels[s], tra_channels[s], hidden, out_dim,
-                                                           tra_norm=tra_norm and s > 1) for s in self.scales})
-        self.options = dict(temperature=temperature, balanced=balanced, discard_background=discard_background,
-                            sampling=sampling, max_samples=max_samples, num_blocks=num_blocks,
-                            legacy_label_order=legacy_label_order)
+        self.heads = nn.ModuleDict(
+            {
+                str(s): CrossProjector(cnn_channels[s], tra_channels[s], hidden, out_dim, tra_norm=tra_norm and s > 1)
+                for s in self.scales
+            }
+        )
+        self.options = dict(
+            temperature=temperature,
+            balanced=balanced,
+            discard_background=discard_background,
+            sampling=sampling,
+            max_samples=max_samples,
+            num_blocks=num_blocks,
+            legacy_label_order=legacy_label_order,
+        )
         self.block = dict(block) if isinstance(block, Mapping) else {s: int(block) for s in self.scales}
         self.cross, self.start_iteration = cross, start_iteration
 
-    def forward(self, feats_cnn: Sequence[torch.Tensor], feats_tra: Sequence[torch.Tensor], target: torch.Tensor,
-                pred_cnn: torch.Tensor, pred_tra: torch.Tensor, labeled_bs: int, iteration: int = 10 ** 9,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def forward(
+        self,
+        feats_cnn: Sequence[torch.Tensor],
+        feats_tra: Sequence[torch.Tensor],
+        target: torch.Tensor,
+        pred_cnn: torch.Tensor,
+        pred_tra: torch.Tensor,
+        labeled_bs: int,
+        iteration: int = 10**9,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         size = pred_cnn.shape[-1]
         fc, ft = features_by_scale(feats_cnn, size), features_by_scale(feats_tra, size)
         y_cnn, y_tra = contrast_labels(target, pred_cnn, pred_tra, labeled_bs, cross=self.cross)
@@ -339,9 +438,18 @@ class MultiScaleContrast(nn.Module):
         out: dict[int, torch.Tensor] = {}
         for s in self.scales:
             if s not in fc or s not in ft:
-                raise ValueError(f"no feature at scale 1/{s} of a {size} px input; the models give "
-                                 f"cnn {sorted(fc)}, transformer {sorted(ft)}")
+                raise ValueError(
+                    f"no feature at scale 1/{s} of a {size} px input; the models give "
+                    f"cnn {sorted(fc)}, transformer {sorted(ft)}"
+                )
             z_cnn, z_tra = self.heads[str(s)](fc[s][:keep], ft[s][:keep])
-            out[s] = cross_contrastive_loss(z_cnn, z_tra, y_cnn[:keep], y_tra[:keep], block=self.block.get(s, 16),
-                                            generator=generator, **self.options)
+            out[s] = cross_contrastive_loss(
+                z_cnn,
+                z_tra,
+                y_cnn[:keep],
+                y_tra[:keep],
+                block=self.block.get(s, 16),
+                generator=generator,
+                **self.options,
+            )
         return torch.stack(list(out.values())).sum(), out

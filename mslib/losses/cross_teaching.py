@@ -25,6 +25,7 @@ Ramp-up as coded (official): ``t = iteration // 150`` ("epochs" of 150 iteration
 ``T = 200``, ``w_max = 0.1``: ``w = 0.000674`` at iteration 0, ``0.0287`` at 15,000 and ``0.1``
 from 30,000 on. ``iters_per_step=1`` makes ``t`` the iteration itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,15 @@ import torch.nn.functional as F
 
 from .dice import soft_dice_loss
 
-__all__ = ["SSL4MIS_SMOOTH", "ssl4mis_dice_loss", "supervised_loss", "cps_loss", "sigmoid_rampup",
-           "cps_weight", "cross_teaching_losses"]
+__all__ = [
+    "SSL4MIS_SMOOTH",
+    "ssl4mis_dice_loss",
+    "supervised_loss",
+    "cps_loss",
+    "sigmoid_rampup",
+    "cps_weight",
+    "cross_teaching_losses",
+]
 
 #: Smooth term of SSL4MIS's DiceLoss.
 SSL4MIS_SMOOTH = 1e-5
@@ -46,8 +54,7 @@ def ssl4mis_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
     ``logits`` (B, K, H, W) (softmax is applied here); ``target`` (B, H, W) class indices.
     """
-    return soft_dice_loss(logits, target, smooth=SSL4MIS_SMOOTH, squared=True, batch_dice=True,
-                          include_background=True)
+    return soft_dice_loss(logits, target, smooth=SSL4MIS_SMOOTH, squared=True, batch_dice=True, include_background=True)
 
 
 def supervised_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -86,8 +93,9 @@ def cps_weight(iteration: int, weight: float = 0.1, rampup: float = 200, iters_p
     return weight * sigmoid_rampup(iteration // iters_per_step, rampup)
 
 
-def cross_teaching_losses(logits_cnn: torch.Tensor, logits_tra: torch.Tensor, target: torch.Tensor,
-                          labeled_bs: int, weight: float) -> dict[str, torch.Tensor]:
+def cross_teaching_losses(
+    logits_cnn: torch.Tensor, logits_tra: torch.Tensor, target: torch.Tensor, labeled_bs: int, weight: float
+) -> dict[str, torch.Tensor]:
     """The two networks' losses on a two-stream batch (first ``labeled_bs`` images labelled).
 
     Returns ``{"cnn": L_sup(cnn) + w L_cps(cnn), "tra": ..., "sup_cnn", "sup_tra", "cps_cnn", "cps_tra"}``.
@@ -96,8 +104,10 @@ def cross_teaching_losses(logits_cnn: torch.Tensor, logits_tra: torch.Tensor, ta
     b = logits_cnn.shape[0]
     if not 0 < labeled_bs <= b:
         raise ValueError(f"labeled_bs must be in 1..{b} (the batch size), got {labeled_bs}")
-    out = {"sup_cnn": supervised_loss(logits_cnn[:labeled_bs], target[:labeled_bs]),
-           "sup_tra": supervised_loss(logits_tra[:labeled_bs], target[:labeled_bs])}
+    out = {
+        "sup_cnn": supervised_loss(logits_cnn[:labeled_bs], target[:labeled_bs]),
+        "sup_tra": supervised_loss(logits_tra[:labeled_bs], target[:labeled_bs]),
+    }
     if labeled_bs < b:
         out["cps_cnn"] = cps_loss(logits_cnn[labeled_bs:], logits_tra[labeled_bs:])
         out["cps_tra"] = cps_loss(logits_tra[labeled_bs:], logits_cnn[labeled_bs:])

@@ -19,6 +19,7 @@ Targets: for a binary model (logits (B, 1, H, W)) a mask (B, H, W) or (B, 1, H, 
 (int64) or a one-hot / probability map (B, K, H, W). Values outside [0, 1] (a 0/255 mask, a -1
 label) or class indices outside [0, K-1] are an error naming the range found and the fix.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,31 +46,46 @@ def _probs_and_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch
         if target.ndim == 3:
             target = target.unsqueeze(1)
         if target.shape != logits.shape:
-            raise ValueError(f"binary target must be (B, H, W) or (B, 1, H, W) matching logits {tuple(logits.shape)}, "
-                             f"got {tuple(target.shape)}")
+            raise ValueError(
+                f"binary target must be (B, H, W) or (B, 1, H, W) matching logits {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
         _check_unit_range(target, "a binary target")
         return torch.sigmoid(logits), target.to(logits.dtype)
     probs = torch.softmax(logits, dim=1)
     if target.ndim == 3:
         if target.dtype.is_floating_point:
-            raise ValueError("multi-class target (B, H, W) must hold integer class indices (int64), got "
-                             f"{target.dtype}; use target.long()")
+            raise ValueError(
+                "multi-class target (B, H, W) must hold integer class indices (int64), got "
+                f"{target.dtype}; use target.long()"
+            )
         if target.shape != (b, h, w):
             raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
         if target.numel() and (target.min() < 0 or target.max() >= k):
-            raise ValueError(f"target class indices must be in [0, {k - 1}] for {k} logit channels, "
-                             f"got values in [{int(target.min())}, {int(target.max())}]")
+            raise ValueError(
+                f"target class indices must be in [0, {k - 1}] for {k} logit channels, "
+                f"got values in [{int(target.min())}, {int(target.max())}]"
+            )
         onehot = F.one_hot(target.long(), k).permute(0, 3, 1, 2).to(probs.dtype)
         return probs, onehot
     if target.shape != logits.shape:
-        raise ValueError(f"target must be (B, H, W) class indices or (B, K, H, W) one-hot matching logits "
-                         f"{tuple(logits.shape)}, got {tuple(target.shape)}")
+        raise ValueError(
+            f"target must be (B, H, W) class indices or (B, K, H, W) one-hot matching logits "
+            f"{tuple(logits.shape)}, got {tuple(target.shape)}"
+        )
     _check_unit_range(target, "a one-hot / probability target")
     return probs, target.to(probs.dtype)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0, squared: bool = False,
-                   batch_dice: bool = False, include_background: bool = True) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    smooth: float = 1.0,
+    squared: bool = False,
+    batch_dice: bool = False,
+    include_background: bool = True,
+) -> torch.Tensor:
     """Soft Dice loss ``1 - mean D`` (V-Net Eq. 1 with a smooth term; see the module docstring).
 
     Args:
@@ -95,26 +111,41 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float 
     return 1 - dice.mean()
 
 
-def dice_bce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, bce_weight: float = 1.0,
-             smooth: float = 1.0) -> torch.Tensor:
+def dice_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    dice_weight: float = 1.0,
+    bce_weight: float = 1.0,
+    smooth: float = 1.0,
+) -> torch.Tensor:
     """``bce_weight * BCE(logits, target) + dice_weight * soft Dice`` for a binary model (K = 1)."""
     if logits.ndim != 4 or logits.shape[1] != 1:
-        raise ValueError(f"dice_bce is for binary logits (B, 1, H, W), got {tuple(logits.shape)}; "
-                         "use dice_ce for K > 1")
+        raise ValueError(
+            f"dice_bce is for binary logits (B, 1, H, W), got {tuple(logits.shape)}; use dice_ce for K > 1"
+        )
     t = target.unsqueeze(1) if target.ndim == 3 else target
     if t.shape != logits.shape:
         raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
-    dice = soft_dice_loss(logits, target, smooth=smooth)            # checks that the target lies in [0, 1]
+    dice = soft_dice_loss(logits, target, smooth=smooth)  # checks that the target lies in [0, 1]
     bce = F.binary_cross_entropy_with_logits(logits.float(), t.float())
     return bce_weight * bce + dice_weight * dice
 
 
-def dice_ce(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, ce_weight: float = 1.0,
-            smooth: float = 1.0, include_background: bool = True) -> torch.Tensor:
+def dice_ce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    dice_weight: float = 1.0,
+    ce_weight: float = 1.0,
+    smooth: float = 1.0,
+    include_background: bool = True,
+) -> torch.Tensor:
     """``ce_weight * CE(logits, target) + dice_weight * soft Dice`` for K > 1 classes (target: class indices)."""
     if logits.ndim != 4 or logits.shape[1] < 2:
-        raise ValueError(f"dice_ce is for multi-class logits (B, K>1, H, W), got {tuple(logits.shape)}; "
-                         "use dice_bce for K = 1")
+        raise ValueError(
+            f"dice_ce is for multi-class logits (B, K>1, H, W), got {tuple(logits.shape)}; use dice_bce for K = 1"
+        )
     if target.ndim != 3 or target.dtype.is_floating_point:
         raise ValueError(f"dice_ce needs class indices (B, H, W) int64, got {tuple(target.shape)} {target.dtype}")
     dice = soft_dice_loss(logits, target, smooth=smooth, include_background=include_background)  # checks the range

@@ -27,6 +27,7 @@ Official 2D behaviours, each behind a switch (tested on hand cases):
 * ``legacy_transposed_ratios``: the ratios of the vector at (r, c) are read around the
   transposed location (c, r) (the official table is filled ``[x, y]`` and read ``[y, x]``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -62,8 +63,9 @@ def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor | None = None, eps
     return a @ b.transpose(-1, -2)
 
 
-def dragsaw_loss(sim: torch.Tensor, weight: torch.Tensor, tau: float = 1.0, reduction: str = "mean",
-                 legacy_orientation: bool = False) -> torch.Tensor:
+def dragsaw_loss(
+    sim: torch.Tensor, weight: torch.Tensor, tau: float = 1.0, reduction: str = "mean", legacy_orientation: bool = False
+) -> torch.Tensor:
     """Eq. 9 for one layer (or one layer pair, Eq. 12) from similarities and affinities.
 
     Args:
@@ -85,9 +87,9 @@ def dragsaw_loss(sim: torch.Tensor, weight: torch.Tensor, tau: float = 1.0, redu
     s = sim / tau
     if legacy_orientation:
         delta = 1.0 - weight
-        s = s - s.amax()                              # global max, as the official criterion
+        s = s - s.amax()  # global max, as the official criterion
         terms = torch.logsumexp(s * (1.0 - delta), dim=-1, keepdim=True) - s * delta
-        return terms.sum(dim=(0, 2, 3)).mean()        # sum over images and pairs, / number of patch sizes
+        return terms.sum(dim=(0, 2, 3)).mean()  # sum over images and pairs, / number of patch sizes
     terms = torch.logsumexp(s * (1.0 - weight), dim=-1, keepdim=True) - s * weight
     return terms.mean() if reduction == "mean" else terms.sum()
 
@@ -129,13 +131,27 @@ class PatchDragsawLoss(nn.Module):
     detached values in ``last_terms``.
     """
 
-    def __init__(self, num_vectors: int | Sequence[int] = (64, 32), patch_sizes: Sequence[int] = (5, 7, 9),
-                 receptive_fields: Sequence | None = None, single_layer: bool = True,
-                 cross_layer_pairs: Sequence[tuple[int, int]] = (), in_channels: Sequence[int] | None = None,
-                 proj_channels: int = 32, tau: float = 1.0, num_classes: int = 2, affinity: str = "ratio",
-                 constant: float = 0.5, phi_norm: str = "area", ratio_first: bool = False,
-                 position_encoding: bool = False, reduction: str = "mean", legacy_orientation: bool = False,
-                 legacy_transposed_ratios: bool = False, seed: int | None = None):
+    def __init__(
+        self,
+        num_vectors: int | Sequence[int] = (64, 32),
+        patch_sizes: Sequence[int] = (5, 7, 9),
+        receptive_fields: Sequence | None = None,
+        single_layer: bool = True,
+        cross_layer_pairs: Sequence[tuple[int, int]] = (),
+        in_channels: Sequence[int] | None = None,
+        proj_channels: int = 32,
+        tau: float = 1.0,
+        num_classes: int = 2,
+        affinity: str = "ratio",
+        constant: float = 0.5,
+        phi_norm: str = "area",
+        ratio_first: bool = False,
+        position_encoding: bool = False,
+        reduction: str = "mean",
+        legacy_orientation: bool = False,
+        legacy_transposed_ratios: bool = False,
+        seed: int | None = None,
+    ):
         super().__init__()
         if affinity not in AFFINITIES:
             raise ValueError(f"affinity must be one of {AFFINITIES}, got {affinity!r}")
@@ -162,8 +178,9 @@ class PatchDragsawLoss(nn.Module):
         self.proj = nn.ModuleDict()
         if self.cross_layer_pairs:
             if in_channels is None:
-                raise ValueError("cross_layer_pairs needs in_channels (the channels of every layer) "
-                                 "for the 1x1 projections")
+                raise ValueError(
+                    "cross_layer_pairs needs in_channels (the channels of every layer) for the 1x1 projections"
+                )
             used = sorted({i for p in self.cross_layer_pairs for i in p})
             for i in used:
                 if i >= len(in_channels):
@@ -175,22 +192,31 @@ class PatchDragsawLoss(nn.Module):
         if isinstance(self.num_vectors, int):
             return self.num_vectors
         if layer >= len(self.num_vectors):
-            raise ValueError(f"num_vectors has {len(self.num_vectors)} entries but layer {layer} was given; "
-                             f"give one N per layer")
+            raise ValueError(
+                f"num_vectors has {len(self.num_vectors)} entries but layer {layer} was given; give one N per layer"
+            )
         return int(self.num_vectors[layer])
 
-    def _layer(self, layer: int, feat: torch.Tensor, mask: torch.Tensor, onehot: torch.Tensor, sat: torch.Tensor,
-               generator: torch.Generator | None) -> dict:
+    def _layer(
+        self,
+        layer: int,
+        feat: torch.Tensor,
+        mask: torch.Tensor,
+        onehot: torch.Tensor,
+        sat: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> dict:
         B, C, h, w = feat.shape
         H, W = mask.shape[-2:]
         dev = feat.device
         rows, cols = grid_positions(h, w, self._n(layer), generator, device=dev)
         idx = (rows * w + cols).to(dev)
-        vec = feat.flatten(2).index_select(2, idx).transpose(1, 2).float()          # (B, N, C)
+        vec = feat.flatten(2).index_select(2, idx).transpose(1, 2).float()  # (B, N, C)
         if self.receptive_fields is not None:
             if layer >= len(self.receptive_fields):
-                raise ValueError(f"receptive_fields has {len(self.receptive_fields)} entries "
-                                 f"but layer {layer} was given")
+                raise ValueError(
+                    f"receptive_fields has {len(self.receptive_fields)} entries but layer {layer} was given"
+                )
             rf = self.receptive_fields[layer]
             r0, r1 = rf_boxes(rf, rows)
             c0, c1 = rf_boxes(rf, cols)
@@ -212,8 +238,10 @@ class PatchDragsawLoss(nn.Module):
             out["labels"] = mask[:, ly.to(mask.device), lx.to(mask.device)]
         elif self.affinity == "dice":
             if self.receptive_fields is not None and self.cross_layer_pairs:
-                raise ValueError("affinity='dice' compares patches pixel by pixel: receptive fields of two layers "
-                                 "differ in size, so RF-PDCR with the Dice affinity has no cross-layer terms")
+                raise ValueError(
+                    "affinity='dice' compares patches pixel by pixel: receptive fields of two layers "
+                    "differ in size, so RF-PDCR with the Dice affinity has no cross-layer terms"
+                )
             out["patches"] = [patch_contents(onehot, b[0], b[2], int(b[1][0] - b[0][0] + 1)) for b in look]
         return out
 
@@ -237,19 +265,22 @@ class PatchDragsawLoss(nn.Module):
         v = d["vec"] if proj is None else proj(d["vec"])
         if not self.position_encoding:
             return v
-        pe = torch.stack([position_encoding(*b, image_hw) for b in d["boxes"]]).to(v.device)   # (K, N, 4)
+        pe = torch.stack([position_encoding(*b, image_hw) for b in d["boxes"]]).to(v.device)  # (K, N, 4)
         return torch.cat([v[:, None].expand(-1, pe.shape[0], -1, -1), pe[None].expand(v.shape[0], -1, -1, -1)], -1)
 
-    def forward(self, features: Sequence[torch.Tensor], mask: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, features: Sequence[torch.Tensor], mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if isinstance(features, torch.Tensor):
             features = [features]
         if mask.ndim == 4 and mask.shape[1] == 1:
             mask = mask[:, 0]
         for i, f in enumerate(features):
             if f.ndim != 4 or f.shape[0] != mask.shape[0]:
-                raise ValueError(f"features[{i}] must be (B, C, h, w) with the mask's batch size {mask.shape[0]}, "
-                                 f"got {tuple(f.shape)}")
+                raise ValueError(
+                    f"features[{i}] must be (B, C, h, w) with the mask's batch size {mask.shape[0]}, "
+                    f"got {tuple(f.shape)}"
+                )
         generator = generator if generator is not None else self._generator
         onehot = one_hot_mask(mask, self.num_classes)
         sat = summed_area_table(onehot)
@@ -259,16 +290,25 @@ class PatchDragsawLoss(nn.Module):
         if self.single_layer:
             for i, d in enumerate(layers):
                 v = self._vectors(d, image_hw, None)
-                terms[f"layer{i}"] = dragsaw_loss(cosine_similarity_matrix(v), self._weights(d, d, True), self.tau,
-                                                  self.reduction, self.legacy_orientation)
+                terms[f"layer{i}"] = dragsaw_loss(
+                    cosine_similarity_matrix(v),
+                    self._weights(d, d, True),
+                    self.tau,
+                    self.reduction,
+                    self.legacy_orientation,
+                )
         for i, j in self.cross_layer_pairs:
             if max(i, j) >= len(layers):
                 raise ValueError(f"cross-layer pair {(i, j)} but only {len(layers)} feature maps were given")
             va = self._vectors(layers[i], image_hw, self.proj[str(i)])
             vb = self._vectors(layers[j], image_hw, self.proj[str(j)])
-            terms[f"cross{i}-{j}"] = dragsaw_loss(cosine_similarity_matrix(va, vb),
-                                                  self._weights(layers[i], layers[j], False), self.tau,
-                                                  self.reduction, self.legacy_orientation)
+            terms[f"cross{i}-{j}"] = dragsaw_loss(
+                cosine_similarity_matrix(va, vb),
+                self._weights(layers[i], layers[j], False),
+                self.tau,
+                self.reduction,
+                self.legacy_orientation,
+            )
         if not terms:
             raise ValueError("PDCR has no term: set single_layer=True or give cross_layer_pairs")
         self.last_terms = {k: v.detach() for k, v in terms.items()}

@@ -19,6 +19,7 @@ ImageNet features the paper uses.
 
 :class:`M2SNetLoss` is Eq. 4: ``L_total = L_IoU^w + L_BCE^w + lambda * L_f``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,8 +61,14 @@ class LossNet(nn.Module):
         level_weights: weights of ``l_f^i`` (default all 1, Eq. 5).
     """
 
-    def __init__(self, pretrained: Pretrained = "auto", from_logits: bool = True, resize: int | None = None,
-                 cuts: Sequence[int] = VGG_CUTS, level_weights: Sequence[float] | None = None):
+    def __init__(
+        self,
+        pretrained: Pretrained = "auto",
+        from_logits: bool = True,
+        resize: int | None = None,
+        cuts: Sequence[int] = VGG_CUTS,
+        level_weights: Sequence[float] | None = None,
+    ):
         super().__init__()
         cuts = tuple(int(c) for c in cuts)
         if not cuts or list(cuts) != sorted(set(cuts)) or cuts[0] < 0:
@@ -77,7 +84,7 @@ class LossNet(nn.Module):
             load_state_dict_into(feats, state, source="VGG-16 weights")
             self.pretrained_loaded = True
         starts = (0,) + tuple(c + 1 for c in cuts[:-1])
-        self.blocks = nn.ModuleList(nn.Sequential(*list(feats.children())[s:e + 1]) for s, e in zip(starts, cuts))
+        self.blocks = nn.ModuleList(nn.Sequential(*list(feats.children())[s : e + 1]) for s, e in zip(starts, cuts))
         self.cuts = cuts
         self.from_logits, self.resize = bool(from_logits), resize
         w = [1.0] * len(cuts) if level_weights is None else [float(v) for v in level_weights]
@@ -131,8 +138,13 @@ class M2SNetLoss(nn.Module):
         lossnet_resize: see :class:`LossNet` (official: 224).
     """
 
-    def __init__(self, lossnet_weight: float = 1.0, lossnet_pretrained: Pretrained = "auto",
-                 legacy_bce: bool = False, lossnet_resize: int | None = None):
+    def __init__(
+        self,
+        lossnet_weight: float = 1.0,
+        lossnet_pretrained: Pretrained = "auto",
+        legacy_bce: bool = False,
+        lossnet_resize: int | None = None,
+    ):
         super().__init__()
         if lossnet_weight < 0:
             raise ValueError(f"lossnet_weight must be >= 0, got {lossnet_weight}")

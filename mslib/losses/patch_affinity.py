@@ -17,6 +17,7 @@ symmetric, 1 on the diagonal. The variants of Fig. 5 / Table V: a constant w (0.
 bipartition (w = 1 for a patch with itself, 0 otherwise), the centre-pixel label (w = 1 when
 the centre pixels have the same class) and the Dice affinity of Eq. 16.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,23 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["one_hot_mask", "summed_area_table", "box_counts", "foreground_ratios", "normalize_ratios",
-           "patch_boxes", "grid_positions", "feature_centres", "affinity", "center_label_affinity",
-           "dice_affinity", "patch_contents", "position_encoding", "AFFINITIES", "PHI_NORMS"]
+__all__ = [
+    "one_hot_mask",
+    "summed_area_table",
+    "box_counts",
+    "foreground_ratios",
+    "normalize_ratios",
+    "patch_boxes",
+    "grid_positions",
+    "feature_centres",
+    "affinity",
+    "center_label_affinity",
+    "dice_affinity",
+    "patch_contents",
+    "position_encoding",
+    "AFFINITIES",
+    "PHI_NORMS",
+]
 
 AFFINITIES = ("ratio", "constant", "rigid", "center", "dice")
 PHI_NORMS = ("area", "l1", "l2")
@@ -44,7 +59,7 @@ def one_hot_mask(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
     if num_classes < 2:
         raise ValueError(f"num_classes must count the background too (2 for a binary task), got {num_classes}")
     classes = torch.arange(num_classes, device=mask.device)
-    return (mask[:, None] == classes[None, :, None, None]).to(torch.int32)   # F.one_hot would sync (range check)
+    return (mask[:, None] == classes[None, :, None, None]).to(torch.int32)  # F.one_hot would sync (range check)
 
 
 def summed_area_table(onehot: torch.Tensor) -> torch.Tensor:
@@ -56,8 +71,9 @@ def summed_area_table(onehot: torch.Tensor) -> torch.Tensor:
     return F.pad(sat, (1, 0, 1, 0))
 
 
-def box_counts(sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor,
-               c1: torch.Tensor) -> torch.Tensor:
+def box_counts(
+    sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor
+) -> torch.Tensor:
     """Pixels of each class in the boxes rows ``r0..r1``, cols ``c0..c1`` (inclusive, may leave the image).
 
     ``sat`` from :func:`summed_area_table`; box coordinates are (N,) tensors (the same boxes for
@@ -66,7 +82,7 @@ def box_counts(sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.
     h, w = sat.shape[-2] - 1, sat.shape[-1] - 1
     y0, x0 = r0.clamp(0, h), c0.clamp(0, w)
     y1, x1 = torch.maximum((r1 + 1).clamp(0, h), y0), torch.maximum((c1 + 1).clamp(0, w), x0)
-    flat = sat.flatten(2)                                       # (B, M, (H+1)(W+1))
+    flat = sat.flatten(2)  # (B, M, (H+1)(W+1))
     stride = w + 1
 
     def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +106,9 @@ def normalize_ratios(phi: torch.Tensor, norm: str = "area", eps: float = 1e-8) -
     raise ValueError(f"phi_norm must be one of {PHI_NORMS}, got {norm!r}")
 
 
-def foreground_ratios(sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor,
-                      norm: str = "area") -> torch.Tensor:
+def foreground_ratios(
+    sat: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, norm: str = "area"
+) -> torch.Tensor:
     """Eq. 4: (B, N, M) ratio of each class in each box; the denominator is the full box area (padding counted)."""
     area = ((r1 - r0 + 1) * (c1 - c0 + 1)).to(sat.device).float()
     phi = box_counts(sat, r0, r1, c0, c1) / (area[..., None] if area.ndim == 2 else area[None, :, None])
@@ -106,8 +123,9 @@ def patch_boxes(rows: torch.Tensor, cols: torch.Tensor, k: int) -> tuple[torch.T
     return r0, r0 + k - 1, c0, c0 + k - 1
 
 
-def grid_positions(h: int, w: int, n: int, generator: torch.Generator | None = None,
-                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_positions(
+    h: int, w: int, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid sampling (Sec. III-B): exactly ``n`` distinct in-grid positions (rows, cols) of an h x w map.
 
     A regular grid of about ``sqrt(n h / w)`` rows by ``n / rows`` columns, each point at the
@@ -129,7 +147,7 @@ def grid_positions(h: int, w: int, n: int, generator: torch.Generator | None = N
     gh = min(h, max(gh, math.ceil(n / gw)))
     if gh * gw < n:  # pragma: no cover - cannot happen after the two clamps since n <= h w
         raise AssertionError
-    dt = torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64   # MPS has no float64
+    dt = torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64  # MPS has no float64
     ys = torch.floor((torch.arange(gh, device=device, dtype=dt) + oy) * h / gh).long()
     xs = torch.floor((torch.arange(gw, device=device, dtype=dt) + ox) * w / gw).long()
     rows, cols = ys.repeat_interleave(gw), xs.repeat(gh)
@@ -139,15 +157,18 @@ def grid_positions(h: int, w: int, n: int, generator: torch.Generator | None = N
     return rows, cols
 
 
-def feature_centres(rows: torch.Tensor, cols: torch.Tensor, feature_hw: Sequence[int], image_hw: Sequence[int]
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_centres(
+    rows: torch.Tensor, cols: torch.Tensor, feature_hw: Sequence[int], image_hw: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Image pixel at the centre of feature position (row, col) (H-PDCR, Sec. III-C-1, hypercolumn correspondence).
 
     ``floor((p + 0.5) * H / h)``: for a map at stride s (H = s h) that is ``p s + s // 2``.
     """
     (h, w), (H, W) = feature_hw, image_hw
-    return (torch.floor((rows + 0.5) * (H / h)).long().clamp(0, H - 1),
-            torch.floor((cols + 0.5) * (W / w)).long().clamp(0, W - 1))
+    return (
+        torch.floor((rows + 0.5) * (H / h)).long().clamp(0, H - 1),
+        torch.floor((cols + 0.5) * (W / w)).long().clamp(0, W - 1),
+    )
 
 
 def affinity(phi_a: torch.Tensor, phi_b: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,7 +187,7 @@ def patch_contents(onehot: torch.Tensor, r0: torch.Tensor, c0: torch.Tensor, k: 
     """The k x k one-hot patches with top-left (r0, c0): (B, N, M, k*k); pixels outside the image are 0."""
     h, w = onehot.shape[-2:]
     off = torch.arange(k, device=r0.device)
-    rr, cc = r0[:, None] + off, c0[:, None] + off                  # (N, k)
+    rr, cc = r0[:, None] + off, c0[:, None] + off  # (N, k)
     valid = ((rr >= 0) & (rr < h))[:, :, None] & ((cc >= 0) & (cc < w))[:, None, :]
     dev = onehot.device
     p = onehot[:, :, rr.clamp(0, h - 1).to(dev)[:, :, None], cc.clamp(0, w - 1).to(dev)[:, None, :]]  # (B, M, N, k, k)
@@ -190,8 +211,9 @@ def dice_affinity(patches_a: torch.Tensor, patches_b: torch.Tensor | None = None
     return dice.mean(-1)
 
 
-def position_encoding(r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor,
-                      image_hw: Sequence[int]) -> torch.Tensor:
+def position_encoding(
+    r0: torch.Tensor, r1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, image_hw: Sequence[int]
+) -> torch.Tensor:
     """Table V(c): (min-x, max-x, min-y, max-y) of each patch, divided by the image width/height -> (N, 4)."""
     H, W = image_hw
     return torch.stack([c0 / W, c1 / W, r0 / H, r1 / H], dim=-1).float()

@@ -12,6 +12,7 @@
   the identity.
 * :func:`joint_loss` -- MS-Former Eq. 10, ``l1 L_ce + l2 L_inter + l3 L_intra``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -143,8 +144,13 @@ def intra_scale_loss(rho: torch.Tensor | Sequence[torch.Tensor], reduction: str 
     return torch.stack(losses).mean()
 
 
-def joint_loss(out, lambdas: Sequence[float] = DEFAULT_LAMBDAS, inter_mode: str = "matrix",
-               inter_blocks: str = "all", intra_reduction: str = "mean") -> tuple[torch.Tensor, dict[str, float]]:
+def joint_loss(
+    out,
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    inter_mode: str = "matrix",
+    inter_blocks: str = "all",
+    intra_reduction: str = "mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
     """MS-Former Eq. 10: ``l1 L_ce + l2 L_inter + l3 L_intra`` on an :class:`~mslib.models.msformer.MSFormerOutput`.
 
     Returns ``(loss, parts)`` with ``parts`` the detached float value of each term (and the

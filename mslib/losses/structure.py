@@ -16,6 +16,7 @@ and the loss is the batch mean of ``L_BCE^w + L_IoU^w``.
 ``reduce='none'``: the string is truthy, so PyTorch averages, and the "weighted" BCE becomes the
 plain mean BCE over the whole batch (the weight is lost). The IoU term is the same in both.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,9 @@ def weighted_iou(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     return 1.0 - (inter + smooth) / (union - inter + smooth)
 
 
-def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy: bool = False,
-                   kernel_size: int = 31) -> torch.Tensor:
+def structure_loss(
+    logits: torch.Tensor, target: torch.Tensor, legacy: bool = False, kernel_size: int = 31
+) -> torch.Tensor:
     """``L_BCE^w + L_IoU^w`` of M2SNet Eq. 4, averaged over the batch.
 
     Args:

@@ -4,6 +4,7 @@ They import only :mod:`mslib.blocks` (and torch/torchvision, ImageNet weights th
 :mod:`mslib.weights`); building a model with its loss, transforms and metrics from a config
 is a recipe's job (:mod:`mslib.recipes`). Every name is also importable from its module.
 """
+
 from mslib.models.deeplabv3plus import (
     RESNETS,
     DeepLabV3Plus,

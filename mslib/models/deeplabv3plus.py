@@ -19,6 +19,7 @@ refuses to dilate, get the same change by hand (stride 1 and dilation on their 3
 Layer names for plug-ins (:mod:`mslib.models.plugins`): ``backbone.layer1`` .. ``backbone.layer4``,
 ``aspp``, ``project``, ``decoder``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,8 +36,12 @@ from mslib.weights import WeightSpec, load_state_dict_into, load_weights
 __all__ = ["DeepLabV3Plus", "RESNETS"]
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
-_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights",
-            "resnet101": "ResNet101_Weights"}
+_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+}
 
 
 def _resnet_spec(name: str) -> WeightSpec:
@@ -69,9 +74,18 @@ class DeepLabV3Plus(nn.Module):
         low_level_channels, decoder_channels, aspp_channels: 48, 256, 256 as in the V3+ paper.
     """
 
-    def __init__(self, num_classes: int = 1, backbone: str = "resnet50", output_stride: int = 16,
-                 pretrained: object = False, in_channels: int = 3, low_level_channels: int = 48,
-                 decoder_channels: int = 256, aspp_channels: int = 256, aspp_rates: Sequence[int] | None = None):
+    def __init__(
+        self,
+        num_classes: int = 1,
+        backbone: str = "resnet50",
+        output_stride: int = 16,
+        pretrained: object = False,
+        in_channels: int = 3,
+        low_level_channels: int = 48,
+        decoder_channels: int = 256,
+        aspp_channels: int = 256,
+        aspp_rates: Sequence[int] | None = None,
+    ):
         super().__init__()
         if backbone not in RESNETS:
             raise ValueError(f"DeepLabV3Plus: backbone must be one of {RESNETS}, got {backbone!r}")
@@ -96,13 +110,19 @@ class DeepLabV3Plus(nn.Module):
         c_low, c_high = (256, 2048) if bottleneck else (64, 512)
         rates = tuple(aspp_rates) if aspp_rates is not None else ((6, 12, 18) if output_stride == 16 else (12, 24, 36))
         self.aspp = ASPP(c_high, rates, aspp_channels)
-        self.project = nn.Sequential(nn.Conv2d(c_low, low_level_channels, 1, bias=False),
-                                     nn.BatchNorm2d(low_level_channels), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(
+            nn.Conv2d(c_low, low_level_channels, 1, bias=False),
+            nn.BatchNorm2d(low_level_channels),
+            nn.ReLU(inplace=True),
+        )
         self.decoder = nn.Sequential(
             nn.Conv2d(aspp_channels + low_level_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(decoder_channels),
+            nn.ReLU(inplace=True),
             nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True))
+            nn.BatchNorm2d(decoder_channels),
+            nn.ReLU(inplace=True),
+        )
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
         self.in_channels, self.num_classes = in_channels, num_classes
 

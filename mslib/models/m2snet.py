@@ -38,9 +38,11 @@ units are built only up to ``max(orders)``.
 
 The training recipe (loss, parameter groups, transforms, metrics) is :mod:`mslib.recipes.m2snet`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,10 +73,19 @@ class M2SNet(nn.Module):
         unit_kwargs: options of the unit, e.g. ``{"mode": "depthwise"}`` for the MSU.
     """
 
-    def __init__(self, unit: str = "msu", orders: Sequence[int] | None = None, wiring: str = "official",
-                 channels: int = 64, pretrained: Pretrained = False, backbone_width: float = 1.0,
-                 backbone_layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3, num_classes: int = 1,
-                 unit_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        unit: str = "msu",
+        orders: Sequence[int] | None = None,
+        wiring: str = "official",
+        channels: int = 64,
+        pretrained: Pretrained = False,
+        backbone_width: float = 1.0,
+        backbone_layers: Sequence[int] = (3, 4, 6, 3),
+        in_channels: int = 3,
+        num_classes: int = 1,
+        unit_kwargs: dict[str, Any] | None = None,
+    ):
         super().__init__()
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {', '.join(map(repr, UNITS))}, got {unit!r}")
@@ -87,7 +98,9 @@ class M2SNet(nn.Module):
         if not orders or orders[0] < lowest or orders[-1] > LEVELS or lowest not in orders:
             raise ValueError(
                 f"orders={orders} is invalid for wiring={wiring!r}: use a subset of {tuple(range(lowest, LEVELS + 1))} "
-                f"that contains {lowest}" + (" (the FPN baseline orders=(1,) needs wiring='eq3')" if wiring == "official" else ""))
+                f"that contains {lowest}"
+                + (" (the FPN baseline orders=(1,) needs wiring='eq3')" if wiring == "official" else "")
+            )
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.unit_name, self.orders, self.wiring, self.channels = unit, orders, wiring, channels
@@ -95,7 +108,8 @@ class M2SNet(nn.Module):
         self.backbone = res2net50_v1b_26w_4s(pretrained, backbone_width, backbone_layers, in_channels)
         enc = self.backbone.channels
         self.reduce = nn.ModuleList(
-            nn.Identity() if (i == 0 and enc[0] == channels) else ConvBNReLU(enc[i], channels) for i in range(LEVELS))
+            nn.Identity() if (i == 0 and enc[0] == channels) else ConvBNReLU(enc[i], channels) for i in range(LEVELS)
+        )
         if wiring == "official":
             self.top = ConvBNReLU(enc[4], channels)
         kw = dict(unit_kwargs or {})
@@ -144,4 +158,3 @@ class MSNet(M2SNet):
     def __init__(self, **kwargs):
         kwargs.setdefault("unit", "su")
         super().__init__(**kwargs)
-

@@ -18,6 +18,7 @@ windows, as the official code. ``patch_embed="patch"`` is the paper's literal no
 replication). The 3x3 version is the default because with patch size 1 a non-overlapping
 window is a per-pixel colour projection with no neighbourhood at all.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -53,8 +54,9 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, dim: int, patch_size: int, mode: str = "conv3x3"):
         super().__init__()
         if mode not in ("conv3x3", "patch"):
-            raise ValueError("patch_embed must be 'conv3x3' (official, overlapping) or 'patch' (non-overlapping), "
-                             f"got {mode!r}")
+            raise ValueError(
+                f"patch_embed must be 'conv3x3' (official, overlapping) or 'patch' (non-overlapping), got {mode!r}"
+            )
         if patch_size not in (1, 2):
             raise ValueError(f"patch_size must be 1 or 2 (MS-Former Sec. 3.1), got {patch_size!r}")
         self.p, self.mode = patch_size, mode
@@ -85,7 +87,7 @@ class Branch(nn.Module):
         contexts = []
         for block, norm in zip(self.blocks, self.norms):
             x, g = block(x, hw)
-            scale, offset = batch_norm_affine(norm, x.reshape(-1, x.shape[-1]))   # BN over all tokens
+            scale, offset = batch_norm_affine(norm, x.reshape(-1, x.shape[-1]))  # BN over all tokens
             x = x * scale + offset
             contexts.append(g)
         return x, contexts
@@ -105,10 +107,23 @@ class MSFormer(nn.Module):
     defaults differ from the paper: chapter 8 and the Benchmarks page.
     """
 
-    def __init__(self, in_channels: int = 3, n_clusters: int = 10, dim: int = 32, depth: int = 2, heads: int = 1,
-                 mlp_ratio: float = 2.0, patch_embed: str = "conv3x3", up: str = "bilinear",
-                 intra_dim: int = 64, intra_grid: int = 8, intra_cell: int = 4, shift: int = 2,
-                 shift_mode: str = "hv", out_norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        n_clusters: int = 10,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 1,
+        mlp_ratio: float = 2.0,
+        patch_embed: str = "conv3x3",
+        up: str = "bilinear",
+        intra_dim: int = 64,
+        intra_grid: int = 8,
+        intra_cell: int = 4,
+        shift: int = 2,
+        shift_mode: str = "hv",
+        out_norm: bool = True,
+    ):
         super().__init__()
         for name, val in (("in_channels", in_channels), ("n_clusters", n_clusters), ("dim", dim), ("depth", depth)):
             if not isinstance(val, int) or val < 1:
@@ -122,10 +137,11 @@ class MSFormer(nn.Module):
         self.embed_large = PatchEmbed(in_channels, dim, 2, patch_embed)
         self.branch_small = Branch(dim, depth, heads, mlp_ratio)
         self.branch_large = Branch(dim, depth, heads, mlp_ratio)
-        self.fuse = nn.Linear(2 * dim, n_clusters)   # the "MLP" of Eq. 3 (linear operations)
+        self.fuse = nn.Linear(2 * dim, n_clusters)  # the "MLP" of Eq. 3 (linear operations)
         self.out_norm = nn.BatchNorm1d(n_clusters) if out_norm else None
-        self.intra = IntraScaleTokens(n_clusters, intra_dim, intra_grid, intra_cell, heads=1,
-                                      shift=shift, shift_mode=shift_mode)
+        self.intra = IntraScaleTokens(
+            n_clusters, intra_dim, intra_grid, intra_cell, heads=1, shift=shift, shift_mode=shift_mode
+        )
 
     def forward(self, x: torch.Tensor, with_tokens: bool = True) -> MSFormerOutput:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -137,15 +153,15 @@ class MSFormer(nn.Module):
         zl, hw_l = self.embed_large(x)
         zs, gs = self.branch_small(zs, hw_s)
         zl, gl = self.branch_large(zl, hw_l)
-        ms = zs.view(b, *hw_s, -1)                                    # (B, H, W, d)
-        ml = zl.view(b, *hw_l, -1).permute(0, 3, 1, 2)                # (B, d, h, w), channels-last
+        ms = zs.view(b, *hw_s, -1)  # (B, H, W, d)
+        ml = zl.view(b, *hw_l, -1).permute(0, 3, 1, 2)  # (B, d, h, w), channels-last
         kw = {"align_corners": False} if self.up == "bilinear" else {}
         ml = F.interpolate(ml, size=hw_s, mode=self.up, **kw).permute(0, 2, 3, 1)
-        z = torch.cat([ms, ml], dim=-1)                               # (B, H, W, 2d)
-        z = self.fuse(z)                                              # (B, H, W, K)
-        if self.out_norm is not None:                                 # BN(z) of Eq. 7 as the score map
+        z = torch.cat([ms, ml], dim=-1)  # (B, H, W, 2d)
+        z = self.fuse(z)  # (B, H, W, K)
+        if self.out_norm is not None:  # BN(z) of Eq. 7 as the score map
             scale, offset = batch_norm_affine(self.out_norm, z.reshape(-1, z.shape[-1]))
             z = z * scale + offset
-        logits = z.permute(0, 3, 1, 2)                                # (B, K, H, W), channels-last strides
+        logits = z.permute(0, 3, 1, 2)  # (B, K, H, W), channels-last strides
         tokens = self.intra(logits) if with_tokens else None
         return MSFormerOutput(logits, gs, gl, tokens)

@@ -20,6 +20,7 @@ Layer names are those of ``model.named_modules()``, e.g. ``encoder.1`` / ``decod
 :class:`mslib.models.unet.UNet`, ``backbone.layer2`` of torchvision's FCN and of
 :class:`mslib.models.deeplabv3plus.DeepLabV3Plus`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,8 +39,10 @@ def _module(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         near = [n for n in modules if n and name.split(".")[-1] in n][:8]
-        raise ValueError(f"no layer named {name!r} in {type(model).__name__}; names come from model.named_modules()"
-                         f"{', e.g. ' + ', '.join(near) if near else ''}")
+        raise ValueError(
+            f"no layer named {name!r} in {type(model).__name__}; names come from model.named_modules()"
+            f"{', e.g. ' + ', '.join(near) if near else ''}"
+        )
     return modules[name]
 
 
@@ -52,8 +55,10 @@ def layer_channels(model: nn.Module, layers: Sequence[str], example_input: torch
     found: dict[str, int] = {}
     handles = []
     for name in layers:
+
         def rec(_m, _a, out, name=name):
             found[name] = out.shape[1]
+
         handles.append(_module(model, name).register_forward_hook(rec))
     was_training = model.training
     try:
@@ -77,13 +82,19 @@ class _UAFRHook(nn.Module):
 
     def hook(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise TypeError("UAFR can only follow a layer returning a (B, C, H, W) tensor, "
-                            f"got {type(output).__name__}")
+            raise TypeError(
+                f"UAFR can only follow a layer returning a (B, C, H, W) tensor, got {type(output).__name__}"
+            )
         return self.block(output)
 
 
-def attach_uafr(model: nn.Module, layers: Sequence[str], channels: Mapping[str, int] | Sequence[int] | None = None,
-                example_input: torch.Tensor | None = None, **uafr_kwargs) -> nn.ModuleDict:
+def attach_uafr(
+    model: nn.Module,
+    layers: Sequence[str],
+    channels: Mapping[str, int] | Sequence[int] | None = None,
+    example_input: torch.Tensor | None = None,
+    **uafr_kwargs,
+) -> nn.ModuleDict:
     """Add a UAFR block after each named layer (forward hooks); returns ``model.uafr``.
 
     Channels come from ``channels`` (per layer) or from one forward of ``example_input``.
@@ -135,7 +146,7 @@ class FeatureTap(nn.Module):
             model.add_module("pdcr_tap", self)
 
     def _make(self, name: str):
-        return functools.partial(self._hook, name)   # a bound method: deepcopy re-binds it to the copy
+        return functools.partial(self._hook, name)  # a bound method: deepcopy re-binds it to the copy
 
     def _hook(self, name: str, module: nn.Module, args: Any, output: torch.Tensor) -> None:
         if module.training:
@@ -175,18 +186,27 @@ class PlugIn(nn.Module):
     the added ``uafr`` blocks; its own parameters and their names are unchanged.
     """
 
-    def __init__(self, model: nn.Module, uafr_layers: Sequence[str] = (), pdcr_layers: Sequence[str] = (),
-                 example_input: torch.Tensor | None = None,
-                 uafr_channels: Mapping[str, int] | Sequence[int] | None = None,
-                 output_key: str = "out", **uafr_kwargs):
+    def __init__(
+        self,
+        model: nn.Module,
+        uafr_layers: Sequence[str] = (),
+        pdcr_layers: Sequence[str] = (),
+        example_input: torch.Tensor | None = None,
+        uafr_channels: Mapping[str, int] | Sequence[int] | None = None,
+        output_key: str = "out",
+        **uafr_kwargs,
+    ):
         super().__init__()
         self.model = model
         self.output_key = output_key
         if uafr_layers:
             attach_uafr(model, uafr_layers, channels=uafr_channels, example_input=example_input, **uafr_kwargs)
         self.tap = FeatureTap(model, pdcr_layers, register=False) if pdcr_layers else None
-        self.pdcr_channels = (list(layer_channels(model, pdcr_layers, example_input).values())
-                              if pdcr_layers and example_input is not None else None)
+        self.pdcr_channels = (
+            list(layer_channels(model, pdcr_layers, example_input).values())
+            if pdcr_layers and example_input is not None
+            else None
+        )
 
     @property
     def features(self) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
 """ImageNet weights for models: :mod:`mslib.weights` (bottom layer) re-exported under its old path."""
+
 from mslib.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,

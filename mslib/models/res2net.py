@@ -25,6 +25,7 @@ ImageNet weights (only for the default architecture) come through
 :mod:`mslib.weights` from the official Res2Net URL into the torch hub cache.
 The module names follow the official release so that its state dict loads unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,16 @@ class Bottle2neck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 base_width: int = 26, scale: int = 4, stype: str = "normal"):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        base_width: int = 26,
+        scale: int = 4,
+        stype: str = "normal",
+    ):
         super().__init__()
         if scale < 2:
             raise ValueError(f"scale must be >= 2, got {scale}")
@@ -90,8 +99,14 @@ class Res2Net(nn.Module):
         in_channels: image channels (3; ImageNet weights need 3).
     """
 
-    def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), base_width: int = 26, scale: int = 4,
-                 width_mult: float = 1.0, in_channels: int = 3):
+    def __init__(
+        self,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        base_width: int = 26,
+        scale: int = 4,
+        width_mult: float = 1.0,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"layers must be four positive block counts, got {tuple(layers)}")
@@ -101,8 +116,12 @@ class Res2Net(nn.Module):
         self.inplanes = 2 * stem
         self.base_width, self.scale = base_width, scale
         self.conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
-            nn.Conv2d(stem, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(stem, stem, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
             nn.Conv2d(stem, 2 * stem, 3, 1, 1, bias=False),
         )
         self.bn1 = nn.BatchNorm2d(2 * stem)
@@ -146,8 +165,9 @@ class Res2Net(nn.Module):
         return [e1, e2, e3, e4, e5]
 
 
-def res2net50_v1b_26w_4s(pretrained: Pretrained = False, width_mult: float = 1.0,
-                         layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3) -> Res2Net:
+def res2net50_v1b_26w_4s(
+    pretrained: Pretrained = False, width_mult: float = 1.0, layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3
+) -> Res2Net:
     """Res2Net-50 v1b 26w x 4s; ``pretrained`` is True / False / "auto" / a path (:mod:`mslib.weights`).
 
     ImageNet weights need the default ``width_mult``, ``layers`` and ``in_channels``; asking for
@@ -158,8 +178,10 @@ def res2net50_v1b_26w_4s(pretrained: Pretrained = False, width_mult: float = 1.0
         return model
     default = width_mult == 1.0 and tuple(layers) == (3, 4, 6, 3) and in_channels == 3
     if not default:
-        msg = (f"ImageNet Res2Net weights only fit width_mult=1.0, layers=(3, 4, 6, 3), in_channels=3 "
-               f"(got {width_mult}, {tuple(layers)}, {in_channels})")
+        msg = (
+            f"ImageNet Res2Net weights only fit width_mult=1.0, layers=(3, 4, 6, 3), in_channels=3 "
+            f"(got {width_mult}, {tuple(layers)}, {in_channels})"
+        )
         if pretrained == "auto":
             import warnings
 

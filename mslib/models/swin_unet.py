@@ -35,6 +35,7 @@ blocks of its width. ``pretrained`` is ``False``, ``True`` (fails with a message
 get the file when it is neither cached nor downloadable), ``"auto"`` (used when available,
 otherwise a warning and random initialisation) or a path to the torchvision ``.pth`` file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -58,8 +59,9 @@ def swin_t_weight_spec() -> WeightSpec:
     except Exception:  # pragma: no cover - very old torchvision
         pass
     name = url.rsplit("/", 1)[-1]
-    return WeightSpec("swin_t", url, name, name.rsplit("-", 1)[-1].split(".")[0],
-                      "torchvision Swin_T_Weights.IMAGENET1K_V1")
+    return WeightSpec(
+        "swin_t", url, name, name.rsplit("-", 1)[-1].split(".")[0], "torchvision Swin_T_Weights.IMAGENET1K_V1"
+    )
 
 
 class PatchExpand(nn.Module):
@@ -84,11 +86,19 @@ class PatchExpand(nn.Module):
 
 
 def _blocks(dim: int, depth: int, heads: int, window: int, drop_path: Sequence[float]) -> nn.Sequential:
-    return nn.Sequential(*[
-        SwinTransformerBlock(dim, heads, window_size=[window, window],
-                             shift_size=[0 if i % 2 == 0 else window // 2] * 2, mlp_ratio=4.0,
-                             stochastic_depth_prob=float(drop_path[i]))
-        for i in range(depth)])
+    return nn.Sequential(
+        *[
+            SwinTransformerBlock(
+                dim,
+                heads,
+                window_size=[window, window],
+                shift_size=[0 if i % 2 == 0 else window // 2] * 2,
+                mlp_ratio=4.0,
+                stochastic_depth_prob=float(drop_path[i]),
+            )
+            for i in range(depth)
+        ]
+    )
 
 
 class SwinUNet(nn.Module):
@@ -104,9 +114,17 @@ class SwinUNet(nn.Module):
             in the notebooks, ``False`` by default.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 4, embed_dim: int = 96,
-                 depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_size: int = 7, drop_path: float = 0.2, pretrained: Pretrained = False):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 4,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: int = 7,
+        drop_path: float = 0.2,
+        pretrained: Pretrained = False,
+    ):
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (repeated to 3, as SSL4MIS) or 3, got {in_channels}")
@@ -114,19 +132,23 @@ class SwinUNet(nn.Module):
             raise ValueError(f"depths and num_heads need 4 values (one per stage), got {depths} and {num_heads}")
         self.in_channels, self.num_classes, self.embed_dim = in_channels, num_classes, embed_dim
         self.depths, self.window_size = tuple(depths), window_size
-        dims = [embed_dim * 2 ** i for i in range(4)]
+        dims = [embed_dim * 2**i for i in range(4)]
         dpr = torch.linspace(0, drop_path, sum(depths)).tolist()
         starts = [sum(depths[:i]) for i in range(4)]
         self.patch_embed = nn.Sequential(nn.Conv2d(3, embed_dim, 4, stride=4), nn.LayerNorm(embed_dim))
-        self.layers = nn.ModuleList(_blocks(dims[i], depths[i], num_heads[i], window_size,
-                                            dpr[starts[i]:starts[i] + depths[i]]) for i in range(4))
+        self.layers = nn.ModuleList(
+            _blocks(dims[i], depths[i], num_heads[i], window_size, dpr[starts[i] : starts[i] + depths[i]])
+            for i in range(4)
+        )
         self.merges = nn.ModuleList(PatchMerging(dims[i]) for i in range(3))
         self.norm = nn.LayerNorm(dims[3])
-        self.expand0 = PatchExpand(dims[3])                                     # 1/32 -> 1/16
+        self.expand0 = PatchExpand(dims[3])  # 1/32 -> 1/16
         self.concat_back = nn.ModuleList(nn.Linear(2 * dims[i], dims[i]) for i in (2, 1, 0))
-        self.layers_up = nn.ModuleList(_blocks(dims[i], depths[i], num_heads[i], window_size,
-                                               dpr[starts[i]:starts[i] + depths[i]]) for i in (2, 1, 0))
-        self.expands = nn.ModuleList(PatchExpand(dims[i]) for i in (2, 1))      # 1/16 -> 1/8 -> 1/4
+        self.layers_up = nn.ModuleList(
+            _blocks(dims[i], depths[i], num_heads[i], window_size, dpr[starts[i] : starts[i] + depths[i]])
+            for i in (2, 1, 0)
+        )
+        self.expands = nn.ModuleList(PatchExpand(dims[i]) for i in (2, 1))  # 1/16 -> 1/8 -> 1/4
         self.norm_up = nn.LayerNorm(embed_dim)
         self.final_expand = PatchExpand(embed_dim, scale=4)
         self.head = nn.Conv2d(embed_dim, num_classes, 1, bias=False)
@@ -176,8 +198,10 @@ class SwinUNet(nn.Module):
                 new[k] = v
         bad = sorted(k for k, v in new.items() if k not in own or own[k].shape != v.shape)
         if bad or not new:
-            raise RuntimeError(f"the swin_t weights do not fit SwinUNet (keys {bad[:5]}); ImageNet weights only fit "
-                               "the swin-tiny configuration (embed_dim 96, heads 3-6-12-24, window 7)")
+            raise RuntimeError(
+                f"the swin_t weights do not fit SwinUNet (keys {bad[:5]}); ImageNet weights only fit "
+                "the swin-tiny configuration (embed_dim 96, heads 3-6-12-24, window 7)"
+            )
         self.load_state_dict(new, strict=False)
         self.pretrained_loaded = True
 
@@ -185,11 +209,13 @@ class SwinUNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[-1] % 32 or x.shape[-2] % 32:
-            raise ValueError(f"input H and W must be multiples of 32 (patch 4 and three mergings), got "
-                             f"{tuple(x.shape[-2:])}; resize to e.g. 224")
+            raise ValueError(
+                f"input H and W must be multiples of 32 (patch 4 and three mergings), got "
+                f"{tuple(x.shape[-2:])}; resize to e.g. 224"
+            )
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x = self.patch_embed[1](self.patch_embed[0](x).permute(0, 2, 3, 1))     # (B, H/4, W/4, 96)
+        x = self.patch_embed[1](self.patch_embed[0](x).permute(0, 2, 3, 1))  # (B, H/4, W/4, 96)
         skips = []
         for i, layer in enumerate(self.layers):
             skips.append(x)

@@ -31,6 +31,7 @@ Parameter count (``norm`` with an affine scale and shift, i.e. "batch", "instanc
 
 With ``norm="none"`` every convolution has a bias instead and ``block(a, b) = 9ab + 9b^2 + 2b``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -91,11 +92,22 @@ class UNet(nn.Module):
     supervision or feature-level losses); ``forward(x)`` applies the 1x1 head to the finest.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4,
-                 norm: str = "batch", dropout: float | Sequence[float] = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        base_channels: int = 16,
+        depth: int = 4,
+        norm: str = "batch",
+        dropout: float | Sequence[float] = 0.0,
+    ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base_channels", base_channels), ("depth", depth)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base_channels", base_channels),
+            ("depth", depth),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"UNet: {name} must be a positive int, got {value!r}")
         if norm not in _NORMS:
@@ -105,8 +117,9 @@ class UNet(nn.Module):
         else:
             drops = [float(d) for d in dropout]
             if len(drops) != depth + 1:
-                raise ValueError(f"UNet: dropout needs one value per encoder level (depth + 1 = {depth + 1}), "
-                                 f"got {len(drops)}")
+                raise ValueError(
+                    f"UNet: dropout needs one value per encoder level (depth + 1 = {depth + 1}), got {len(drops)}"
+                )
         if any(not 0.0 <= d < 1.0 for d in drops):
             raise ValueError(f"UNet: dropout values must be in [0, 1), got {drops}")
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
@@ -129,14 +142,18 @@ class UNet(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"UNet expects a batch (B, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet was built with in_channels={self.in_channels} but the input has "
-                             f"{x.shape[1]} channels; build it with in_channels={x.shape[1]}")
+            raise ValueError(
+                f"UNet was built with in_channels={self.in_channels} but the input has "
+                f"{x.shape[1]} channels; build it with in_channels={x.shape[1]}"
+            )
         m = 2**self.depth
         h, w = x.shape[-2:]
         if h % m or w % m:
-            raise ValueError(f"UNet(depth={self.depth}) needs H and W divisible by 2**depth = {m}, got {h}x{w}; "
-                             f"resize the images to e.g. {max(m, round(h / m) * m)}x{max(m, round(w / m) * m)} "
-                             f"or use a smaller depth")
+            raise ValueError(
+                f"UNet(depth={self.depth}) needs H and W divisible by 2**depth = {m}, got {h}x{w}; "
+                f"resize the images to e.g. {max(m, round(h / m) * m)}x{max(m, round(w / m) * m)} "
+                f"or use a smaller depth"
+            )
 
     def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Decoder features, coarse to fine: ``depth`` maps with ``widths[depth-1] .. widths[0]`` channels."""
@@ -157,8 +174,9 @@ class UNet(nn.Module):
         return self.head(self.decode(x)[-1])
 
 
-def unet_num_parameters(in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4,
-                        norm: str = "batch") -> int:
+def unet_num_parameters(
+    in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4, norm: str = "batch"
+) -> int:
     """Closed-form parameter count of :class:`UNet` (the formula in the module docstring)."""
     c = [base_channels * 2**level for level in range(depth + 1)]
     extra = 2 if norm == "none" else 4

@@ -24,6 +24,7 @@ to fine, as the official MCSC UNet does.
 
 Parameters with 1 input channel and 4 classes: 1,813,764 (SSL4MIS and MCSC, tested).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,17 +41,23 @@ SSL4MIS_DROPOUT = (0.05, 0.1, 0.2, 0.3, 0.5)
 class _ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, dropout: float):
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(),
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(),
             nn.Dropout(dropout),
-            nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU())
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(),
+        )
 
 
 class _Up(nn.Module):
     def __init__(self, cin: int, cskip: int, cout: int, upsampling: str):
         super().__init__()
         if upsampling == "bilinear":
-            self.up = nn.Sequential(nn.Conv2d(cin, cskip, 1),
-                                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True))
+            self.up = nn.Sequential(
+                nn.Conv2d(cin, cskip, 1), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            )
         else:
             self.up = nn.ConvTranspose2d(cin, cskip, 2, stride=2)
         self.conv = _ConvBlock(2 * cskip, cout, 0.0)
@@ -73,9 +80,14 @@ class UNetSSL4MIS(nn.Module):
     Input H and W must be divisible by 16 (four poolings); a ``ValueError`` says so.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 4,
-                 channels: Sequence[int] = SSL4MIS_CHANNELS, dropout: Sequence[float] = SSL4MIS_DROPOUT,
-                 upsampling: str = "bilinear"):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 4,
+        channels: Sequence[int] = SSL4MIS_CHANNELS,
+        dropout: Sequence[float] = SSL4MIS_DROPOUT,
+        upsampling: str = "bilinear",
+    ):
         super().__init__()
         if upsampling not in ("bilinear", "transposed"):
             raise ValueError(f"upsampling must be 'bilinear' or 'transposed', got {upsampling!r}")
@@ -87,7 +99,8 @@ class UNetSSL4MIS(nn.Module):
         self.in_channels, self.num_classes, self.channels = in_channels, num_classes, channels
         self.inc = _ConvBlock(in_channels, channels[0], dropout[0])
         self.down = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), _ConvBlock(channels[i], channels[i + 1], dropout[i + 1])) for i in range(4))
+            nn.Sequential(nn.MaxPool2d(2), _ConvBlock(channels[i], channels[i + 1], dropout[i + 1])) for i in range(4)
+        )
         self.up = nn.ModuleList(_Up(channels[4 - i], channels[3 - i], channels[3 - i], upsampling) for i in range(4))
         self.head = nn.Conv2d(channels[0], num_classes, 3, padding=1)
 
@@ -100,8 +113,10 @@ class UNetSSL4MIS(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[-1] % 16 or x.shape[-2] % 16:
-            raise ValueError(f"input H and W must be divisible by 16 (four 2x2 poolings), got {tuple(x.shape[-2:])}; "
-                             "resize to e.g. 224 or 256")
+            raise ValueError(
+                f"input H and W must be divisible by 16 (four 2x2 poolings), got {tuple(x.shape[-2:])}; "
+                "resize to e.g. 224 or 256"
+            )
         skips = [self.inc(x)]
         for d in self.down:
             skips.append(d(skips[-1]))

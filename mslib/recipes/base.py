@@ -4,10 +4,12 @@ A *recipe* turns a method's config into everything a training run needs: the mod
 loss, the joint transforms, parameter groups, the step function and the validation metrics.
 The CLI, the chapters and the benchmarks call recipes; models stay plain ``nn.Module``s.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch.nn.functional as F
 from torch import nn
@@ -50,8 +52,11 @@ def config_transforms(config, train: bool):
         raise ValueError(f"config.normalize must be 'imagenet', 'none' or (mean, std), got {norm!r}")
     kw: dict[str, Any] = {"normalize": normalize}
     if train:
-        kw.update(hflip=getattr(config, "hflip", 0.5), vflip=getattr(config, "vflip", 0.0),
-                  rotation=getattr(config, "rotation", 0.0))
+        kw.update(
+            hflip=getattr(config, "hflip", 0.5),
+            vflip=getattr(config, "vflip", 0.0),
+            rotation=getattr(config, "rotation", 0.0),
+        )
     return build_transforms(train, config.image_size, **kw)
 
 
@@ -65,7 +70,10 @@ def _ce(logits, masks):
 
 #: loss name -> (binary version, multi-class version)
 LOSSES: dict[str, tuple[Callable, Callable]] = {
-    "dice_bce": (dice_bce, dice_ce), "dice_ce": (dice_bce, dice_ce), "bce": (_bce, _ce), "ce": (_bce, _ce),
+    "dice_bce": (dice_bce, dice_ce),
+    "dice_ce": (dice_bce, dice_ce),
+    "bce": (_bce, _ce),
+    "ce": (_bce, _ce),
 }
 
 

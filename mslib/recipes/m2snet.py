@@ -6,6 +6,7 @@ backbone trains at ``config.lr * config.backbone_lr_ratio`` (paper: 0.1, i.e. 0.
 ``legacy_lr_groups=True`` reproduces the official code, whose grouping fails silently and
 trains everything at ``config.lr``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,20 +18,37 @@ from torch import nn
 from mslib import metrics as M
 from mslib.data import RandomBatchResize, build_transforms
 from mslib.losses.lossnet import M2SNetLoss
-from mslib.weights import IMAGENET_MEAN, IMAGENET_STD
 from mslib.models.m2snet import M2SNet
 from mslib.recipes.base import Recipe
+from mslib.weights import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["build_m2snet", "build_m2snet_loss", "m2snet_param_groups", "m2snet_step", "training_kwargs",
-           "m2snet_transforms", "table_metrics", "TABLE_METRICS", "recipe"]
+__all__ = [
+    "build_m2snet",
+    "build_m2snet_loss",
+    "m2snet_param_groups",
+    "m2snet_step",
+    "training_kwargs",
+    "m2snet_transforms",
+    "table_metrics",
+    "TABLE_METRICS",
+    "recipe",
+]
 
 
 def build_m2snet(cfg) -> M2SNet:
     """The model described by an :class:`mslib.configs.M2SNetConfig` (or any object with its fields)."""
-    return M2SNet(unit=cfg.unit, orders=cfg.orders, wiring=cfg.wiring, channels=cfg.channels,
-                  pretrained=cfg.pretrained, backbone_width=cfg.backbone_width,
-                  backbone_layers=tuple(cfg.backbone_layers), in_channels=cfg.in_channels,
-                  num_classes=cfg.num_classes, unit_kwargs=dict(cfg.unit_kwargs))
+    return M2SNet(
+        unit=cfg.unit,
+        orders=cfg.orders,
+        wiring=cfg.wiring,
+        channels=cfg.channels,
+        pretrained=cfg.pretrained,
+        backbone_width=cfg.backbone_width,
+        backbone_layers=tuple(cfg.backbone_layers),
+        in_channels=cfg.in_channels,
+        num_classes=cfg.num_classes,
+        unit_kwargs=dict(cfg.unit_kwargs),
+    )
 
 
 def build_m2snet_loss(cfg) -> M2SNetLoss:
@@ -118,14 +136,19 @@ def recipe(config, in_channels: int, out_channels: int) -> Recipe:
     ``normalize="none"`` and ``pretrained=False`` (the error says so).
     """
     if out_channels != 1:
-        raise ValueError(f"m2snet segments one foreground class (sigmoid output, M2SNet Eq. 4); the dataset has "
-                         f"{out_channels} classes: merge them into one foreground or train a multi-class model")
+        raise ValueError(
+            f"m2snet segments one foreground class (sigmoid output, M2SNet Eq. 4); the dataset has "
+            f"{out_channels} classes: merge them into one foreground or train a multi-class model"
+        )
     if in_channels != 3 and (config.normalize == "imagenet" or config.pretrained not in (False, None)):
-        raise ValueError(f"m2snet with ImageNet normalisation/weights needs 3-channel images; the dataset has "
-                         f"{in_channels} channel(s): convert it to RGB, or set normalize='none' and pretrained=False")
+        raise ValueError(
+            f"m2snet with ImageNet normalisation/weights needs 3-channel images; the dataset has "
+            f"{in_channels} channel(s): convert it to RGB, or set normalize='none' and pretrained=False"
+        )
     cfg = dataclasses.replace(config, in_channels=in_channels, num_classes=1)
-    return Recipe(build_m2snet(cfg), training_kwargs(cfg), lambda train: m2snet_transforms(cfg, train),
-                  size_multiple=None)   # any size: the decoder up-samples to the features it adds
+    return Recipe(
+        build_m2snet(cfg), training_kwargs(cfg), lambda train: m2snet_transforms(cfg, train), size_multiple=None
+    )  # any size: the decoder up-samples to the features it adds
 
 
 # ---------------------------------------------------------------------------- evaluation (Tables I-IV)
@@ -162,8 +185,11 @@ def table_metrics(table: str = "polyp", official_dice: bool = False) -> dict[str
         return M.dice(prob(lg), gt(m), soft=True, minmax=True) if official_dice else M.dice(prob(lg), gt(m))
 
     fns = {
-        "mdice": dice, "dsc": dice, "dice": dice,
-        "miou": lambda lg, m: M.iou(prob(lg), gt(m)), "jaccard": lambda lg, m: M.iou(prob(lg), gt(m)),
+        "mdice": dice,
+        "dsc": dice,
+        "dice": dice,
+        "miou": lambda lg, m: M.iou(prob(lg), gt(m)),
+        "jaccard": lambda lg, m: M.iou(prob(lg), gt(m)),
         "precision": lambda lg, m: M.precision(prob(lg), gt(m)),
         "recall": lambda lg, m: M.recall(prob(lg), gt(m)),
         "specificity": lambda lg, m: M.specificity(prob(lg), gt(m)),

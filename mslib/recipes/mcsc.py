@@ -25,6 +25,7 @@ Validation runs every ``val_every`` iterations (the engine's epoch is ``val_ever
 model 1's best. UNet-LS/FS use a batch of ``labeled_bs + unlabeled_bs`` labelled slices, so every
 method sees the same number of images per step.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,12 +53,28 @@ from mslib.train.semisup import VolumeValidator, cross_teaching_step, mcsc_step,
 from mslib.utils import data_dir
 from mslib.volume_metrics import evaluate_volumes
 
-__all__ = ["SemiSupRecipe", "dataset_root", "build_models", "optim_configs", "train_config", "build_loaders",
-           "recipe", "train", "test", "NETWORKS", "OFFICIAL_BLOCKS"]
+__all__ = [
+    "SemiSupRecipe",
+    "dataset_root",
+    "build_models",
+    "optim_configs",
+    "train_config",
+    "build_loaders",
+    "recipe",
+    "train",
+    "test",
+    "NETWORKS",
+    "OFFICIAL_BLOCKS",
+]
 
 #: The networks each method trains (the first is "model 1", whose best validation Dice is kept).
-NETWORKS = {"mcsc": ("cnn", "tra"), "cts": ("cnn", "tra"), "cps": ("cnn", "cnn2"), "unet_ls": ("cnn",),
-            "unet_fs": ("cnn",)}
+NETWORKS = {
+    "mcsc": ("cnn", "tra"),
+    "cts": ("cnn", "tra"),
+    "cps": ("cnn", "cnn2"),
+    "unet_ls": ("cnn",),
+    "unet_fs": ("cnn",),
+}
 #: Official BlockConLoss block sizes per scale factor (19 px at 224, 14 px at 28).
 OFFICIAL_BLOCKS = {1: 19, 8: 14}
 
@@ -68,11 +85,14 @@ def _check(cfg) -> None:
     if cfg.method not in NETWORKS:
         raise ValueError(f"config.method={cfg.method!r}; valid methods are {', '.join(map(repr, NETWORKS))}")
     if cfg.image_size % 32:
-        raise ValueError(f"config.image_size={cfg.image_size} must be a multiple of 32 (Swin-UNet: patch 4 and "
-                         "three mergings; UNet: four poolings); use e.g. 64, 128 or 224")
+        raise ValueError(
+            f"config.image_size={cfg.image_size} must be a multiple of 32 (Swin-UNet: patch 4 and "
+            "three mergings; UNet: four poolings); use e.g. 64, 128 or 224"
+        )
     if cfg.val_every < 1 or cfg.max_iterations < 1:
-        raise ValueError(f"config.val_every and config.max_iterations must be >= 1, got {cfg.val_every}, "
-                         f"{cfg.max_iterations}")
+        raise ValueError(
+            f"config.val_every and config.max_iterations must be >= 1, got {cfg.val_every}, {cfg.max_iterations}"
+        )
 
 
 def dataset_root(cfg, root: str | os.PathLike | None = None) -> Path:
@@ -87,8 +107,10 @@ def dataset_root(cfg, root: str | os.PathLike | None = None) -> Path:
         return path
     path = data_dir() / cfg.dataset
     if not path.is_dir():
-        raise FileNotFoundError(f"config.dataset={cfg.dataset!r}: no folder {path}; prepare it with "
-                                f"`python -m data_scripts.{cfg.dataset}` or pass a prepared folder")
+        raise FileNotFoundError(
+            f"config.dataset={cfg.dataset!r}: no folder {path}; prepare it with "
+            f"`python -m data_scripts.{cfg.dataset}` or pass a prepared folder"
+        )
     return path
 
 
@@ -102,8 +124,14 @@ def build_models(cfg, in_channels: int = 1, num_classes: int | None = None) -> d
     k = num_classes or cfg.num_classes
     models: dict[str, nn.Module] = {"cnn": _unet(cfg, in_channels, k)}
     if cfg.method in ("mcsc", "cts"):
-        models["tra"] = SwinUNet(in_channels, k, embed_dim=cfg.swin_embed_dim, num_heads=cfg.swin_num_heads,
-                                 drop_path=cfg.swin_drop_path, pretrained=cfg.swin_pretrained)
+        models["tra"] = SwinUNet(
+            in_channels,
+            k,
+            embed_dim=cfg.swin_embed_dim,
+            num_heads=cfg.swin_num_heads,
+            drop_path=cfg.swin_drop_path,
+            pretrained=cfg.swin_pretrained,
+        )
     elif cfg.method == "cps":
         models["cnn2"] = _unet(cfg, in_channels, k)
     if cfg.method == "mcsc" and cfg.cl_weight > 0:
@@ -125,13 +153,22 @@ def build_contrast(cfg, cnn: nn.Module, tra: nn.Module, in_channels: int = 1) ->
     """The multi-scale contrast (projection heads at ``cfg.cl_scales``) for these two networks."""
     size = cfg.image_size
     block = dict(OFFICIAL_BLOCKS) if cfg.cl_sampling == "official" else cfg.cl_block
-    return MultiScaleContrast(_channels_by_factor(cnn, size, in_channels),
-                              _channels_by_factor(tra, size, in_channels), scales=cfg.cl_scales,
-                              hidden=cfg.proj_hidden, out_dim=cfg.proj_dim,
-                              temperature=cfg.temperature, balanced=cfg.balanced,
-                              discard_background=cfg.discard_background, cross=cfg.cross_labels,
-                              start_iteration=cfg.cl_start_iteration, sampling=cfg.cl_sampling,
-                              max_samples=cfg.cl_max_samples, block=block, legacy_label_order=cfg.legacy_label_order)
+    return MultiScaleContrast(
+        _channels_by_factor(cnn, size, in_channels),
+        _channels_by_factor(tra, size, in_channels),
+        scales=cfg.cl_scales,
+        hidden=cfg.proj_hidden,
+        out_dim=cfg.proj_dim,
+        temperature=cfg.temperature,
+        balanced=cfg.balanced,
+        discard_background=cfg.discard_background,
+        cross=cfg.cross_labels,
+        start_iteration=cfg.cl_start_iteration,
+        sampling=cfg.cl_sampling,
+        max_samples=cfg.cl_max_samples,
+        block=block,
+        legacy_label_order=cfg.legacy_label_order,
+    )
 
 
 def _steps(cfg) -> tuple[int, int]:
@@ -142,11 +179,22 @@ def _steps(cfg) -> tuple[int, int]:
 def train_config(cfg) -> TrainConfig:
     """The engine's run config: ``ceil(max_iterations / val_every)`` epochs of ``val_every`` steps, seed, AMP."""
     epochs, steps = _steps(cfg)
-    return TrainConfig(profile=cfg.profile, epochs=epochs, steps_per_epoch=steps,
-                       batch_size=cfg.labeled_bs + cfg.unlabeled_bs, image_size=cfg.image_size,
-                       optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                       schedule="poly", poly_power=cfg.poly_power, amp=cfg.amp, seed=cfg.seed,
-                       num_workers=cfg.num_workers)
+    return TrainConfig(
+        profile=cfg.profile,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        batch_size=cfg.labeled_bs + cfg.unlabeled_bs,
+        image_size=cfg.image_size,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        schedule="poly",
+        poly_power=cfg.poly_power,
+        amp=cfg.amp,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+    )
 
 
 def optim_configs(cfg, names=None) -> dict[str, TrainConfig]:
@@ -190,8 +238,9 @@ def build_loaders(cfg, root: str | os.PathLike | None = None) -> dict[str, Any]:
         labelled, unlabelled = read_labelled_split(root, cfg.labelled_cases)
     missing = [n for n in labelled + unlabelled if n not in index]
     if missing:
-        raise ValueError(f"{root}: labelled/unlabelled slices {missing[:3]} are not in the train split; "
-                         "re-prepare the dataset")
+        raise ValueError(
+            f"{root}: labelled/unlabelled slices {missing[:3]} are not in the train split; re-prepare the dataset"
+        )
     lab_idx, unl_idx = [index[n] for n in labelled], [index[n] for n in unlabelled]
     if cfg.method in ("unet_ls", "unet_fs"):
         sampler = TwoStreamBatchSampler(lab_idx, [], cfg.labeled_bs + cfg.unlabeled_bs, 0, seed=cfg.seed)
@@ -199,8 +248,14 @@ def build_loaders(cfg, root: str | os.PathLike | None = None) -> dict[str, Any]:
         sampler = TwoStreamBatchSampler(lab_idx, unl_idx, cfg.labeled_bs, cfg.unlabeled_bs, seed=cfg.seed)
     train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers)
     val = VolumeDataset(root, "val")
-    return {"train": train_loader, "val": DataLoader(val, batch_size=None), "labelled": labelled,
-            "unlabelled": unlabelled, "dataset": train_set, "root": root}
+    return {
+        "train": train_loader,
+        "val": DataLoader(val, batch_size=None),
+        "labelled": labelled,
+        "unlabelled": unlabelled,
+        "dataset": train_set,
+        "root": root,
+    }
 
 
 @dataclass
@@ -222,8 +277,14 @@ def step_function(cfg):
     if cfg.method in ("unet_ls", "unet_fs"):
         return supervised_step(nets[0])
     if cfg.method == "mcsc" and cfg.cl_weight > 0:
-        return mcsc_step(cfg.labeled_bs, nets, "proj", cl_weight=cfg.cl_weight,
-                         legacy_double_contrast=cfg.legacy_double_contrast, **kw)
+        return mcsc_step(
+            cfg.labeled_bs,
+            nets,
+            "proj",
+            cl_weight=cfg.cl_weight,
+            legacy_double_contrast=cfg.legacy_double_contrast,
+            **kw,
+        )
     return cross_teaching_step(cfg.labeled_bs, nets, **kw)
 
 
@@ -237,17 +298,37 @@ def recipe(cfg, root: str | os.PathLike | None = None, models: dict[str, nn.Modu
     if models is None:
         models = build_models(cfg, ds.channels, ds.num_classes)
     nets = NETWORKS[cfg.method]
-    validator = VolumeValidator(nets, size=cfg.image_size, use_spacing=cfg.hd95_in_mm,
-                                legacy_official=cfg.legacy_metrics, after_step=cfg.val_after, keep=nets[0])
-    fit_kwargs = dict(train_loader=data["train"], val_loader=data["val"], config=train_config(cfg),
-                      optim_configs=optim_configs(cfg, tuple(models)), step_fn=step_function(cfg),
-                      evaluate_fn=validator, best_metric=f"val_{nets[0]}_dice")
+    validator = VolumeValidator(
+        nets,
+        size=cfg.image_size,
+        use_spacing=cfg.hd95_in_mm,
+        legacy_official=cfg.legacy_metrics,
+        after_step=cfg.val_after,
+        keep=nets[0],
+    )
+    fit_kwargs = dict(
+        train_loader=data["train"],
+        val_loader=data["val"],
+        config=train_config(cfg),
+        optim_configs=optim_configs(cfg, tuple(models)),
+        step_fn=step_function(cfg),
+        evaluate_fn=validator,
+        best_metric=f"val_{nets[0]}_dice",
+    )
     return SemiSupRecipe(cfg, models, nets, fit_kwargs, validator, data)
 
 
-def train(cfg, root: str | os.PathLike | None = None, *, out_dir: str | os.PathLike | None = None,
-          device: str | torch.device = "auto", progress: bool = True, resume: bool = True, load_best: bool = True,
-          **fit_overrides):
+def train(
+    cfg,
+    root: str | os.PathLike | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    resume: bool = True,
+    load_best: bool = True,
+    **fit_overrides,
+):
     """Build the recipe and train it with :func:`mslib.train.fit`; returns ``(history, recipe)``.
 
     ``load_best``: afterwards the models hold the weights of the best validation epoch of model 1
@@ -257,7 +338,7 @@ def train(cfg, root: str | os.PathLike | None = None, *, out_dir: str | os.PathL
     kw = {**rec.fit_kwargs, **fit_overrides}
     history = fit(rec.models, out_dir=out_dir, device=device, progress=progress, resume=resume, **kw)
     best = Path(out_dir) / BEST_CHECKPOINT if out_dir is not None else None
-    if load_best and best is not None and best.is_file():    # the best over the whole run, resumed or not
+    if load_best and best is not None and best.is_file():  # the best over the whole run, resumed or not
         ckpt = load_checkpoint(best)
         for name, m in rec.models.items():
             m.load_state_dict(ckpt["models"][name])
@@ -272,5 +353,9 @@ def test(rec: SemiSupRecipe, split: str = "test", networks=None) -> dict[str, di
     cfg = rec.config
     volumes = VolumeDataset(rec.data["root"], split)
     size = cfg.test_size or cfg.image_size
-    return {n: evaluate_volumes(rec.models[n], volumes, size=size, use_spacing=cfg.hd95_in_mm,
-                                legacy_official=cfg.legacy_metrics) for n in (networks or rec.networks)}
+    return {
+        n: evaluate_volumes(
+            rec.models[n], volumes, size=size, use_spacing=cfg.hd95_in_mm, legacy_official=cfg.legacy_metrics
+        )
+        for n in (networks or rec.networks)
+    }

@@ -6,9 +6,10 @@
 >>> result = segment_image(image, cfg)          # result.labels: (H, W) cluster ids
 >>> results = segment_images(images, cfg)       # image i seeded with cfg.seed + i
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,14 +22,33 @@ __all__ = ["build_model", "segment_image", "segment_images", "prepare_image", "e
 
 def build_model(cfg: MSFormerConfig, in_channels: int = 3) -> MSFormer:
     """A fresh :class:`~mslib.models.msformer.MSFormer` from a config (initialised from the global torch RNG)."""
-    return MSFormer(in_channels, cfg.n_clusters, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.patch_embed,
-                    intra_dim=cfg.intra_dim, intra_grid=cfg.intra_grid, intra_cell=cfg.intra_cell,
-                    shift=cfg.shift, shift_mode=cfg.shift_mode, out_norm=cfg.out_norm)
+    return MSFormer(
+        in_channels,
+        cfg.n_clusters,
+        cfg.dim,
+        cfg.depth,
+        cfg.heads,
+        cfg.mlp_ratio,
+        cfg.patch_embed,
+        intra_dim=cfg.intra_dim,
+        intra_grid=cfg.intra_grid,
+        intra_cell=cfg.intra_cell,
+        shift=cfg.shift,
+        shift_mode=cfg.shift_mode,
+        out_norm=cfg.out_norm,
+    )
 
 
-def segment_image(image, cfg: MSFormerConfig | None = None, *, seed: int | None = None, keep_maps: bool = False,
-                  keep_correlations: bool = False, callback: Callable[[dict], None] | None = None,
-                  device: str | torch.device | None = None) -> SelfSupResult:
+def segment_image(
+    image,
+    cfg: MSFormerConfig | None = None,
+    *,
+    seed: int | None = None,
+    keep_maps: bool = False,
+    keep_correlations: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    device: str | torch.device | None = None,
+) -> SelfSupResult:
     """Optimise a fresh MS-Former on one image and return its cluster map (MS-Former Sec. 3.1).
 
     ``image``: an (H, W[, C]) array (uint8 or float in [0, 1]) or a (C, H, W) tensor in [0, 1];
@@ -41,19 +61,28 @@ def segment_image(image, cfg: MSFormerConfig | None = None, *, seed: int | None 
     seed = cfg.seed if seed is None else seed
     x = prepare_image(image, cfg.image_size, cfg.standardize)
     if not torch.isfinite(x).all():
-        raise ValueError("segment_image: the image holds NaN or infinite values; clean it (e.g. np.nan_to_num) "
-                         "before segmenting")
+        raise ValueError(
+            "segment_image: the image holds NaN or infinite values; clean it (e.g. np.nan_to_num) before segmenting"
+        )
     if device is not None:
         x = x.to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg, x.shape[1]).to(x.device)
-    return optimise_image(x, model, cfg, keep_maps=keep_maps, keep_correlations=keep_correlations,
-                          callback=callback, out_hw=input_hw(image))
+    return optimise_image(
+        x,
+        model,
+        cfg,
+        keep_maps=keep_maps,
+        keep_correlations=keep_correlations,
+        callback=callback,
+        out_hw=input_hw(image),
+    )
 
 
-def segment_images(images: Sequence, cfg: MSFormerConfig | None = None, *, seed: int | None = None,
-                   progress: bool = True, **kwargs) -> list[SelfSupResult]:
+def segment_images(
+    images: Sequence, cfg: MSFormerConfig | None = None, *, seed: int | None = None, progress: bool = True, **kwargs
+) -> list[SelfSupResult]:
     """:func:`segment_image` on each image (image ``i`` seeded with ``seed + i``), with a progress bar.
 
     Images are optimised one after the other, each with its own model and optimiser, exactly

@@ -30,6 +30,7 @@ RF-PDCR (``pdcr="rf"``) needs each tapped layer's (kernel, stride, padding) stac
 :class:`mslib.losses.dragsaw.PatchDragsawLoss` with ``receptive_fields=...`` directly; the recipe
 trains H-PDCR, the paper's better variant (Table VI).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,20 @@ from mslib.models.unet import UNet
 from mslib.recipes.base import Recipe
 from mslib.weights import IMAGENET_MEAN, IMAGENET_STD, load_state_dict_into, load_weights
 
-__all__ = ["NETWORKS", "DATASETS", "PDCRNet", "PDCRLoss", "build_network", "build_fcn", "default_layers",
-           "build_pdcr_net", "pdcr_step", "pdcr_transforms", "dataset_config", "recipe"]
+__all__ = [
+    "NETWORKS",
+    "DATASETS",
+    "PDCRNet",
+    "PDCRLoss",
+    "build_network",
+    "build_fcn",
+    "default_layers",
+    "build_pdcr_net",
+    "pdcr_step",
+    "pdcr_transforms",
+    "dataset_config",
+    "recipe",
+]
 
 NETWORKS = ("unet", "fcn", "deeplabv3plus")
 
@@ -77,8 +90,7 @@ def dataset_config(config, name: str):
 
 
 # ------------------------------------------------------------------------------------------ networks
-def build_fcn(num_classes: int, backbone: str = "resnet50", pretrained: object = False,
-              in_channels: int = 3) -> FCN:
+def build_fcn(num_classes: int, backbone: str = "resnet50", pretrained: object = False, in_channels: int = 3) -> FCN:
     """torchvision's FCN (``FCN`` + ``FCNHead``, output stride 8) on any torchvision ResNet.
 
     ``torchvision.models.segmentation.fcn_resnet50`` builds the same for ResNet-50/101; BasicBlock
@@ -106,8 +118,9 @@ def build_fcn(num_classes: int, backbone: str = "resnet50", pretrained: object =
 def build_network(config, in_channels: int, num_classes: int) -> nn.Module:
     """The bare network of ``config.network`` (no UAFR, no PDCR)."""
     if config.network == "unet":
-        return UNet(in_channels=in_channels, num_classes=num_classes, base_channels=config.base_channels,
-                    depth=config.depth)
+        return UNet(
+            in_channels=in_channels, num_classes=num_classes, base_channels=config.base_channels, depth=config.depth
+        )
     if config.network == "fcn":
         return build_fcn(num_classes, config.backbone, config.pretrained, in_channels)
     if config.network == "deeplabv3plus":
@@ -129,9 +142,12 @@ def default_layers(config) -> dict[str, tuple[str, ...]]:
         uafr = tuple(f"backbone.layer{i}" for i in range(1, 5)) + ("classifier.2",)
     else:
         raise ValueError(f"config.network must be one of {NETWORKS}, got {config.network!r}")
-    pick = lambda given, default: tuple(default if given is None else given)   # noqa: E731
-    return {"encoder": pick(config.pdcr_encoder_layers, enc), "decoder": pick(config.pdcr_decoder_layers, dec),
-            "uafr": pick(config.uafr_layers, uafr)}
+    pick = lambda given, default: tuple(default if given is None else given)  # noqa: E731
+    return {
+        "encoder": pick(config.pdcr_encoder_layers, enc),
+        "decoder": pick(config.pdcr_decoder_layers, dec),
+        "uafr": pick(config.uafr_layers, uafr),
+    }
 
 
 # ------------------------------------------------------------------------------------------ PDCR
@@ -148,34 +164,49 @@ class PDCRLoss(nn.Module):
         if config.pdcr not in ("h", "rf", "none"):
             raise ValueError(f"config.pdcr must be 'h', 'rf' or 'none', got {config.pdcr!r}")
         if config.pdcr == "rf":
-            raise ValueError("config.pdcr='rf': the recipe trains H-PDCR (Table VI's better variant); for RF-PDCR "
-                             "build mslib.losses.PatchDragsawLoss(receptive_fields=[...]) with each layer's "
-                             "(kernel, stride, padding) stack and call it in your own step function")
-        common = dict(patch_sizes=tuple(config.patch_sizes), tau=config.tau, num_classes=num_classes,
-                      affinity=config.affinity, phi_norm=config.phi_norm, ratio_first=config.ratio_first,
-                      position_encoding=config.position_encoding, reduction=config.pdcr_reduction,
-                      legacy_orientation=config.legacy_orientation,
-                      legacy_transposed_ratios=config.legacy_transposed_ratios)
+            raise ValueError(
+                "config.pdcr='rf': the recipe trains H-PDCR (Table VI's better variant); for RF-PDCR "
+                "build mslib.losses.PatchDragsawLoss(receptive_fields=[...]) with each layer's "
+                "(kernel, stride, padding) stack and call it in your own step function"
+            )
+        common = dict(
+            patch_sizes=tuple(config.patch_sizes),
+            tau=config.tau,
+            num_classes=num_classes,
+            affinity=config.affinity,
+            phi_norm=config.phi_norm,
+            ratio_first=config.ratio_first,
+            position_encoding=config.position_encoding,
+            reduction=config.pdcr_reduction,
+            legacy_orientation=config.legacy_orientation,
+            legacy_transposed_ratios=config.legacy_transposed_ratios,
+        )
         self.weights: dict[str, float] = {}
         self.places = nn.ModuleDict()
         if config.pdcr == "none":
             return
-        n_enc = tuple(config.num_vectors)[:len(encoder_channels)]
+        n_enc = tuple(config.num_vectors)[: len(encoder_channels)]
         if encoder_channels and config.encoder_weight:
             self.places["encoder"] = PatchDragsawLoss(num_vectors=n_enc, **common)
             self.weights["encoder"] = float(config.encoder_weight)
         if len(encoder_channels) >= 2 and config.cross_layer and config.cross_weight:
-            self.places["cross"] = PatchDragsawLoss(num_vectors=n_enc, single_layer=False, cross_layer_pairs=[(0, 1)],
-                                                    in_channels=list(encoder_channels),
-                                                    proj_channels=config.proj_channels, **common)
+            self.places["cross"] = PatchDragsawLoss(
+                num_vectors=n_enc,
+                single_layer=False,
+                cross_layer_pairs=[(0, 1)],
+                in_channels=list(encoder_channels),
+                proj_channels=config.proj_channels,
+                **common,
+            )
             self.weights["cross"] = float(config.cross_weight)
         if num_decoder_layers and config.decoder_weight:
             n_dec = tuple(config.decoder_num_vectors)[:num_decoder_layers]
             self.places["decoder"] = PatchDragsawLoss(num_vectors=n_dec, **common)
             self.weights["decoder"] = float(config.decoder_weight)
 
-    def forward(self, encoder_features: Sequence[torch.Tensor], decoder_features: Sequence[torch.Tensor],
-                mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, encoder_features: Sequence[torch.Tensor], decoder_features: Sequence[torch.Tensor], mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         feats = {"encoder": encoder_features, "cross": encoder_features, "decoder": decoder_features}
         return {place: loss(list(feats[place]), mask) for place, loss in self.places.items()}
 
@@ -192,9 +223,16 @@ class PDCRNet(nn.Module):
     PDCR code runs.
     """
 
-    def __init__(self, network: nn.Module, encoder_layers: Sequence[str] = (), decoder_layers: Sequence[str] = (),
-                 uafr_layers: Sequence[str] = (), pdcr_loss: PDCRLoss | None = None, example_input=None,
-                 **uafr_kwargs):
+    def __init__(
+        self,
+        network: nn.Module,
+        encoder_layers: Sequence[str] = (),
+        decoder_layers: Sequence[str] = (),
+        uafr_layers: Sequence[str] = (),
+        pdcr_loss: PDCRLoss | None = None,
+        example_input=None,
+        **uafr_kwargs,
+    ):
         super().__init__()
         self.encoder_layers, self.decoder_layers = tuple(encoder_layers), tuple(decoder_layers)
         taps = self.encoder_layers + self.decoder_layers
@@ -231,11 +269,12 @@ def build_pdcr_net(config, in_channels: int = 3, num_classes: int | None = None)
     uafr = layers["uafr"] if config.uafr else ()
     side = 64 if config.network == "unet" else 96
     example = torch.zeros(2, in_channels, side, side)
-    net = PDCRNet(network, enc, dec, uafr, None, example_input=example, num_states=config.uafr_states,
-                  hidden=config.uafr_hidden)
+    net = PDCRNet(
+        network, enc, dec, uafr, None, example_input=example, num_states=config.uafr_states, hidden=config.uafr_hidden
+    )
     if enc or dec:
         chans = net.net.pdcr_channels
-        net.pdcr = PDCRLoss(config, chans[:len(enc)], len(dec), num_classes)
+        net.pdcr = PDCRLoss(config, chans[: len(enc)], len(dec), num_classes)
         ref = next(network.parameters())
         net.pdcr.to(device=ref.device, dtype=ref.dtype)
     return net
@@ -249,6 +288,7 @@ def _seg_loss(dice_weight: float):
         if dice_weight:
             loss = loss + dice_weight * soft_dice_loss(logits.float(), masks.long())
         return loss
+
     return seg
 
 
@@ -266,8 +306,11 @@ def pdcr_step(ctx, batch):
     images, masks = batch[0], batch[1]
     logits = ctx.model(images)
     seg = ctx.loss_fn(logits, masks)
-    net = ctx.models["model"] if isinstance(getattr(ctx, "models", None), dict) and "model" in ctx.models \
+    net = (
+        ctx.models["model"]
+        if isinstance(getattr(ctx, "models", None), dict) and "model" in ctx.models
         else _unwrap(ctx.model)
+    )
     logs = {"seg": seg.detach()}
     if not isinstance(net, PDCRNet) or net.pdcr is None:
         return seg, logs
@@ -282,8 +325,14 @@ def pdcr_transforms(config, train: bool, in_channels: int = 3):
     the affine map (scale, rotation, shear, translation) of :data:`mslib.data.AUGMENTATIONS` ``["pdcr"]``
     with the config's values; ImageNet normalisation for 3-channel images on a ResNet backbone."""
     aug = dict(AUGMENTATIONS["pdcr"])
-    aug.update(hflip=config.hflip, vflip=config.vflip, rotation=config.rotation, scale=tuple(config.scale),
-               shear=config.shear, translate=config.translate)
+    aug.update(
+        hflip=config.hflip,
+        vflip=config.vflip,
+        rotation=config.rotation,
+        scale=tuple(config.scale),
+        shear=config.shear,
+        translate=config.translate,
+    )
     norm = (IMAGENET_MEAN, IMAGENET_STD) if config.network != "unet" and in_channels == 3 else None
     kw = aug if train else {}
     return build_transforms(train, config.image_size, normalize=norm, **kw)
@@ -300,6 +349,10 @@ def recipe(config, in_channels: int, out_channels: int) -> Recipe:
     num_classes = max(2, out_channels)
     cfg = dataclasses.replace(config, in_channels=in_channels, num_classes=num_classes)
     net = build_pdcr_net(cfg, in_channels, num_classes)
-    multiple = 2 ** cfg.depth if cfg.network == "unet" else None
-    return Recipe(net, {"loss_fn": _seg_loss(cfg.dice_weight), "step_fn": pdcr_step},
-                  lambda train: pdcr_transforms(cfg, train, in_channels), size_multiple=multiple)
+    multiple = 2**cfg.depth if cfg.network == "unet" else None
+    return Recipe(
+        net,
+        {"loss_fn": _seg_loss(cfg.dice_weight), "step_fn": pdcr_step},
+        lambda train: pdcr_transforms(cfg, train, in_channels),
+        size_multiple=multiple,
+    )

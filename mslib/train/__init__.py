@@ -3,6 +3,7 @@
 ``distributed``, ``run_folder``, ``selfsup`` and ``semisup`` are re-exported as modules (their names are
 specialised: ``mslib.train.distributed.is_main`` ...).
 """
+
 from mslib.train import distributed, run_folder, selfsup, semisup
 from mslib.train.engine import (
     BEST_CHECKPOINT,

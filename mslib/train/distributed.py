@@ -6,6 +6,7 @@
 CPU) and does nothing in a plain single process, so the same code runs both ways.
 Everything else here is a no-op when no process group is running.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,21 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
-__all__ = ["env_world", "init_from_env", "is_distributed", "get_rank", "get_world_size", "is_main", "barrier",
-           "all_reduce_sum", "all_gather_object", "broadcast_buffers", "distributed_train_loader", "shard_loader", "cleanup"]
+__all__ = [
+    "env_world",
+    "init_from_env",
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main",
+    "barrier",
+    "all_reduce_sum",
+    "all_gather_object",
+    "broadcast_buffers",
+    "distributed_train_loader",
+    "shard_loader",
+    "cleanup",
+]
 
 
 def env_world() -> tuple[int, int, int]:
@@ -43,7 +57,9 @@ def init_from_env(device: torch.device | str | None = None) -> bool:
         raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this PyTorch build")
     if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
         raise RuntimeError("WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set; launch with torchrun")
-    dev_type = torch.device(device).type if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    dev_type = (
+        torch.device(device).type if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     backend = "nccl" if dev_type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local)
@@ -113,9 +129,15 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
 
 
 def _loader_kwargs(loader: DataLoader) -> dict:
-    kw = dict(batch_size=loader.batch_size, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-              pin_memory=loader.pin_memory, drop_last=loader.drop_last, worker_init_fn=loader.worker_init_fn,
-              generator=loader.generator)
+    kw = dict(
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+    )
     if loader.num_workers > 0:
         kw.update(persistent_workers=loader.persistent_workers, prefetch_factor=loader.prefetch_factor)
     return kw
@@ -135,8 +157,10 @@ def distributed_train_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
             for k in ("batch_size", "drop_last"):
                 kw.pop(k)
             return DataLoader(loader.dataset, batch_sampler=shard(get_rank(), get_world_size()), **kw)
-        raise ValueError("DDP needs a DataLoader built with batch_size, a custom batch_sampler with a "
-                         "shard(rank, world) method, or a DataLoader that already uses a DistributedSampler")
+        raise ValueError(
+            "DDP needs a DataLoader built with batch_size, a custom batch_sampler with a "
+            "shard(rank, world) method, or a DataLoader that already uses a DistributedSampler"
+        )
     shuffle = isinstance(loader.sampler, RandomSampler)
     sampler = DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed, drop_last=loader.drop_last)
     return DataLoader(loader.dataset, sampler=sampler, **_loader_kwargs(loader))

@@ -34,6 +34,7 @@ Batches are ``(images, masks)``; masks are class indices (B, H, W) int64 or floa
 Models return logits (B, K, H, W); K = 1 is binary (sigmoid, threshold 0.5), K > 1 is
 multi-class (argmax).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,9 +60,24 @@ from mslib.train import distributed as D
 from mslib.train.schedule import SCHEDULES, build_scheduler
 from mslib.utils import get_device, seed_everything
 
-__all__ = ["History", "StepContext", "fit", "evaluate", "build_optimizer", "autocast_settings", "default_metrics",
-           "dice_metric", "iou_metric", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
-           "OPTIMIZERS", "CHECKPOINT", "BEST_CHECKPOINT"]
+__all__ = [
+    "History",
+    "StepContext",
+    "fit",
+    "evaluate",
+    "build_optimizer",
+    "autocast_settings",
+    "default_metrics",
+    "dice_metric",
+    "iou_metric",
+    "rng_state",
+    "set_rng_state",
+    "save_checkpoint",
+    "load_checkpoint",
+    "OPTIMIZERS",
+    "CHECKPOINT",
+    "BEST_CHECKPOINT",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CHECKPOINT = "last.pt"
@@ -165,14 +182,21 @@ def default_metrics() -> dict[str, MetricFn]:
 # ---------------------------------------------------------------------------------- pieces
 def _check_config(config: TrainConfig) -> None:
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig (e.g. mslib.configs.get_config('unet', 'quick')), got {type(config).__name__}")
+        raise TypeError(
+            "config must be a TrainConfig (e.g. mslib.configs.get_config('unet', 'quick')), "
+            f"got {type(config).__name__}"
+        )
     if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"config.optimizer={config.optimizer!r}; valid optimizers are {', '.join(map(repr, OPTIMIZERS))}")
+        raise ValueError(
+            f"config.optimizer={config.optimizer!r}; valid optimizers are {', '.join(map(repr, OPTIMIZERS))}"
+        )
     if config.schedule not in SCHEDULES:
         raise ValueError(f"config.schedule={config.schedule!r}; valid schedules are {', '.join(map(repr, SCHEDULES))}")
     if not isinstance(config.epochs, int) or config.epochs < 1:
         raise ValueError(f"config.epochs must be a positive int, got {config.epochs!r}")
-    if config.steps_per_epoch is not None and (not isinstance(config.steps_per_epoch, int) or config.steps_per_epoch < 1):
+    if config.steps_per_epoch is not None and (
+        not isinstance(config.steps_per_epoch, int) or config.steps_per_epoch < 1
+    ):
         raise ValueError(f"config.steps_per_epoch must be None or a positive int, got {config.steps_per_epoch!r}")
     if config.seed is not None and not isinstance(config.seed, int):
         raise ValueError(f"config.seed must be an int or None, got {config.seed!r}")
@@ -182,9 +206,11 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"config.amp_dtype must be None, 'float16' or 'bfloat16', got {config.amp_dtype!r}")
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig,
-                    param_groups: Sequence[Mapping] | Callable[[nn.Module], Sequence[Mapping]] | None = None
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    config: TrainConfig,
+    param_groups: Sequence[Mapping] | Callable[[nn.Module], Sequence[Mapping]] | None = None,
+) -> torch.optim.Optimizer:
     """The optimiser of ``config`` over ``param_groups`` (default: every trainable parameter at ``config.lr``).
 
     ``param_groups`` is a list of dicts ``{"params": [...], "lr": ..., "name": ...}`` (any
@@ -197,7 +223,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig,
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     else:
         if isinstance(param_groups, Mapping) or not all(isinstance(g, Mapping) for g in param_groups):
-            raise TypeError("param_groups must be a list of dicts {'params': [...], 'lr': ...} or a callable model -> list")
+            raise TypeError(
+                "param_groups must be a list of dicts {'params': [...], 'lr': ...} or a callable model -> list"
+            )
         groups = [dict(g) for g in param_groups]
     seen: dict[int, int] = {}
     for i, g in enumerate(groups):
@@ -208,17 +236,22 @@ def build_optimizer(model: nn.Module, config: TrainConfig,
         g.setdefault("lr", config.lr)
         for p in g["params"]:
             if id(p) in seen:
-                raise ValueError(f"a parameter appears in param_groups[{seen[id(p)]}] and param_groups[{i}]; "
-                                 "each parameter must be in exactly one group")
+                raise ValueError(
+                    f"a parameter appears in param_groups[{seen[id(p)]}] and param_groups[{i}]; "
+                    "each parameter must be in exactly one group"
+                )
             seen[id(p)] = i
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise ValueError(f"{len(missing)} trainable parameter(s) are in no param group ({shown}); add a group for "
-                         "them or set requires_grad=False on the ones to freeze")
+        raise ValueError(
+            f"{len(missing)} trainable parameter(s) are in no param group ({shown}); add a group for "
+            "them or set requires_grad=False on the ones to freeze"
+        )
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -280,10 +313,12 @@ def _loader_generators(loader: DataLoader | None) -> dict[str, torch.Generator]:
     out: dict[str, torch.Generator] = {}
     if loader is None:
         return out
-    candidates = {"loader": getattr(loader, "generator", None),
-                  "sampler": getattr(getattr(loader, "sampler", None), "generator", None),
-                  "batch_sampler": getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
-                  "batch_sampler_own": getattr(getattr(loader, "batch_sampler", None), "generator", None)}
+    candidates = {
+        "loader": getattr(loader, "generator", None),
+        "sampler": getattr(getattr(loader, "sampler", None), "generator", None),
+        "batch_sampler": getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
+        "batch_sampler_own": getattr(getattr(loader, "batch_sampler", None), "generator", None),
+    }
     ids = set()
     for name, g in candidates.items():
         if isinstance(g, torch.Generator) and id(g) not in ids:
@@ -307,11 +342,22 @@ def rng_state(loader: DataLoader | Mapping[str, DataLoader] | None = None) -> di
     version, pystate, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "state": torch.tensor(pystate, dtype=torch.int64), "gauss_next": gauss_next},
-        "loaders": {ln: {name: g.get_state() for name, g in _loader_generators(ld).items()}
-                    for ln, ld in _named_loaders(loader).items()},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(pystate, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "loaders": {
+            ln: {name: g.get_state() for name, g in _loader_generators(ld).items()}
+            for ln, ld in _named_loaders(loader).items()
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
@@ -322,7 +368,9 @@ def set_rng_state(state: Mapping[str, Any], loader: DataLoader | Mapping[str, Da
     """Restore what :func:`rng_state` captured."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
     for ln, ld in _named_loaders(loader).items():
@@ -361,9 +409,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name and the fix
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise RuntimeError(f"cannot read checkpoint {path} ({why}); delete it or pass resume=False to start afresh") from exc
+        raise RuntimeError(
+            f"cannot read checkpoint {path} ({why}); delete it or pass resume=False to start afresh"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-        raise RuntimeError(f"{path} is not an mslib training checkpoint (format {_FORMAT}); delete it or pass resume=False")
+        raise RuntimeError(
+            f"{path} is not an mslib training checkpoint (format {_FORMAT}); delete it or pass resume=False"
+        )
     return ckpt
 
 
@@ -372,14 +424,21 @@ def _config_json(config: TrainConfig) -> str:
 
 
 # ---------------------------------------------------------------------------------- evaluate
-def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, MetricFn], device: torch.device,
-              loss_fn: Callable | None, amp: tuple[bool, torch.dtype | None], reduce: bool,
-              progress: bool = False) -> dict[str, Any]:
+def _evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    metrics: Mapping[str, MetricFn],
+    device: torch.device,
+    loss_fn: Callable | None,
+    amp: tuple[bool, torch.dtype | None],
+    reduce: bool,
+    progress: bool = False,
+) -> dict[str, Any]:
     from mslib import metrics as M  # imported lazily: keeps `import mslib.train` light
 
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(metrics) + 2, dtype=torch.float64)   # metric sums ..., loss sum, image count
+    sums = torch.zeros(len(metrics) + 2, dtype=torch.float64)  # metric sums ..., loss sum, image count
     counts = torch.zeros(len(metrics), dtype=torch.float64)
     per_image: dict[str, list[torch.Tensor]] = {k: [] for k in metrics}
     with torch.no_grad():
@@ -391,7 +450,7 @@ def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, Metric
             for i, (name, fn) in enumerate(metrics.items()):
                 v = fn(logits, masks).detach().float().cpu()
                 per_image[name].append(v)
-                total, count = M.nan_sum_count(v)      # the one aggregation rule (mslib.metrics)
+                total, count = M.nan_sum_count(v)  # the one aggregation rule (mslib.metrics)
                 sums[i] += total
                 counts[i] += count
             if loss_fn is not None:
@@ -409,9 +468,16 @@ def _evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, Metric
     return out
 
 
-def evaluate(model: nn.Module, loader: DataLoader, metrics: Mapping[str, MetricFn] | None = None,
-             device: str | torch.device | None = None, *, loss_fn: Callable | None = None,
-             amp_dtype: str | None = None, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    metrics: Mapping[str, MetricFn] | None = None,
+    device: str | torch.device | None = None,
+    *,
+    loss_fn: Callable | None = None,
+    amp_dtype: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Mean of each metric over all images of ``loader`` (NaN values, e.g. undefined cases, are skipped).
 
     Returns ``{name: mean, ..., "loss": mean (if loss_fn), "per_image": {name: tensor (N,) or (N, K)}}``.
@@ -484,8 +550,10 @@ def _default_step(ctx: StepContext, batch) -> torch.Tensor:
     if isinstance(ctx.model, Mapping):
         raise TypeError("fit with several models needs a step_fn(ctx, batch) that says how they are trained together")
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise TypeError(f"batches must be (images, masks) tuples for the default step, got {type(batch).__name__}; "
-                        "return tuples from the dataset or pass a step_fn")
+        raise TypeError(
+            f"batches must be (images, masks) tuples for the default step, got {type(batch).__name__}; "
+            "return tuples from the dataset or pass a step_fn"
+        )
     return ctx.loss_fn(ctx.model(batch[0]), batch[1])
 
 
@@ -494,8 +562,9 @@ def _unpack_step(out) -> tuple[torch.Tensor | None, Mapping[str, Any]]:
         return out, {}
     if isinstance(out, (tuple, list)) and len(out) == 2:
         return out[0], (out[1] or {})
-    raise TypeError("step_fn must return a loss tensor, (loss, logs) or None (no update this step); "
-                    f"got {type(out).__name__}")
+    raise TypeError(
+        f"step_fn must return a loss tensor, (loss, logs) or None (no update this step); got {type(out).__name__}"
+    )
 
 
 def _as_models(model) -> dict[str, nn.Module]:
@@ -503,8 +572,7 @@ def _as_models(model) -> dict[str, nn.Module]:
         return {"model": model}
     if isinstance(model, Mapping) and model and all(isinstance(m, nn.Module) for m in model.values()):
         return dict(model)
-    raise TypeError("model must be an nn.Module or a non-empty dict of name -> nn.Module, "
-                    f"got {type(model).__name__}")
+    raise TypeError(f"model must be an nn.Module or a non-empty dict of name -> nn.Module, got {type(model).__name__}")
 
 
 def _as_loaders(loader) -> tuple[dict[str, Any], bool]:
@@ -519,8 +587,10 @@ def _loader_len(name: str, loader) -> int:
     try:
         return len(loader)
     except TypeError as exc:
-        raise ValueError(f"train loader {name!r} has no length (IterableDataset); fit needs a map-style dataset "
-                         "or config.steps_per_epoch") from exc
+        raise ValueError(
+            f"train loader {name!r} has no length (IterableDataset); fit needs a map-style dataset "
+            "or config.steps_per_epoch"
+        ) from exc
 
 
 class _Batches:
@@ -559,18 +629,30 @@ class _Batches:
         return _to_device(self._next("train"), self.device)
 
 
-def fit(model: nn.Module | Mapping[str, nn.Module], train_loader: DataLoader | Mapping[str, DataLoader],
-        val_loader: DataLoader | None = None, *,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, config: TrainConfig,
-        param_groups: Any = None, optim_configs: Mapping[str, TrainConfig] | None = None,
-        metrics: Mapping[str, MetricFn] | None = None, out_dir: str | os.PathLike | None = None,
-        resume: bool = True, batch_transform: Callable | None = None, step_fn: StepFn | None = None,
-        device: str | torch.device | None = None, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = (),
-        step_hooks: Sequence[Callable[[StepContext, Mapping[str, float]], None]] = (),
-        evaluate_fn: Callable[[StepContext, Any], Mapping[str, float]] | None = None,
-        best_metric: str | None = None, distributed: bool = True, identity: Mapping[str, Any] | None = None,
-        on_resume: Callable[[Mapping[str, Any]], None] | None = None) -> History:
+def fit(
+    model: nn.Module | Mapping[str, nn.Module],
+    train_loader: DataLoader | Mapping[str, DataLoader],
+    val_loader: DataLoader | None = None,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    config: TrainConfig,
+    param_groups: Any = None,
+    optim_configs: Mapping[str, TrainConfig] | None = None,
+    metrics: Mapping[str, MetricFn] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    batch_transform: Callable | None = None,
+    step_fn: StepFn | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
+    step_hooks: Sequence[Callable[[StepContext, Mapping[str, float]], None]] = (),
+    evaluate_fn: Callable[[StepContext, Any], Mapping[str, float]] | None = None,
+    best_metric: str | None = None,
+    distributed: bool = True,
+    identity: Mapping[str, Any] | None = None,
+    on_resume: Callable[[Mapping[str, Any]], None] | None = None,
+) -> History:
     """Train for ``config.epochs`` epochs; return the :class:`History`. The one training loop of mslib.
 
     Supervised training needs ``model``, loaders, ``loss_fn`` and ``config``. The same loop runs
@@ -631,11 +713,29 @@ def fit(model: nn.Module | Mapping[str, nn.Module], train_loader: DataLoader | M
         raise TypeError("fit with several models needs a step_fn(ctx, batch) that says how they are trained together")
     started_group = D.init_from_env(device) if distributed else False
     try:
-        return _fit(models, not isinstance(model, nn.Module), train_loader, val_loader, loss_fn=loss_fn,
-                    config=config, param_groups=param_groups, optim_configs=dict(optim_configs or {}),
-                    metrics=metrics, out_dir=out_dir, resume=resume, batch_transform=batch_transform,
-                    step_fn=step_fn, device=device, progress=progress, callbacks=callbacks, step_hooks=step_hooks,
-                    evaluate_fn=evaluate_fn, best_metric=best_metric, identity=identity, on_resume=on_resume)
+        return _fit(
+            models,
+            not isinstance(model, nn.Module),
+            train_loader,
+            val_loader,
+            loss_fn=loss_fn,
+            config=config,
+            param_groups=param_groups,
+            optim_configs=dict(optim_configs or {}),
+            metrics=metrics,
+            out_dir=out_dir,
+            resume=resume,
+            batch_transform=batch_transform,
+            step_fn=step_fn,
+            device=device,
+            progress=progress,
+            callbacks=callbacks,
+            step_hooks=step_hooks,
+            evaluate_fn=evaluate_fn,
+            best_metric=best_metric,
+            identity=identity,
+            on_resume=on_resume,
+        )
     finally:
         if started_group:
             D.cleanup()
@@ -651,9 +751,30 @@ def _groups_for(name: str, several: bool, param_groups):
     return param_groups.get(name)
 
 
-def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_groups, optim_configs, metrics,
-         out_dir, resume, batch_transform, step_fn, device, progress, callbacks, step_hooks, evaluate_fn,
-         best_metric, identity, on_resume) -> History:
+def _fit(
+    models,
+    several,
+    train_loader,
+    val_loader,
+    *,
+    loss_fn,
+    config,
+    param_groups,
+    optim_configs,
+    metrics,
+    out_dir,
+    resume,
+    batch_transform,
+    step_fn,
+    device,
+    progress,
+    callbacks,
+    step_hooks,
+    evaluate_fn,
+    best_metric,
+    identity,
+    on_resume,
+) -> History:
     rank, world = D.get_rank(), D.get_world_size()
     first = next(iter(models.values()))
     dev = _model_device(first) if device is None else get_device(device)
@@ -672,8 +793,10 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
     steps_per_epoch = config.steps_per_epoch or _loader_len(lead_name, loaders[lead_name])
     if steps_per_epoch == 0:
         ld = loaders[lead_name]
-        raise ValueError(f"train_loader yields no batches ({len(ld.dataset)} items, batch_size={ld.batch_size}, "
-                         f"drop_last={ld.drop_last}); use more data or a smaller batch")
+        raise ValueError(
+            f"train_loader yields no batches ({len(ld.dataset)} items, batch_size={ld.batch_size}, "
+            f"drop_last={ld.drop_last}); use more data or a smaller batch"
+        )
     val_shard, val_sharded = D.shard_loader(val_loader) if val_loader is not None else (None, False)
     metrics = default_metrics() if metrics is None else dict(metrics)
 
@@ -683,8 +806,9 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
         c = optim_configs.get(name, config)
         opt = build_optimizer(m, c, _groups_for(name, several, param_groups))
         optimizers[name] = opt
-        schedulers[name] = build_scheduler(opt, total_steps, c.schedule, int(round(c.warmup_epochs * steps_per_epoch)),
-                                           c.poly_power, c.min_lr_ratio)
+        schedulers[name] = build_scheduler(
+            opt, total_steps, c.schedule, int(round(c.warmup_epochs * steps_per_epoch)), c.poly_power, c.min_lr_ratio
+        )
     amp_on, amp_dtype, use_scaler = autocast_settings(dev, config)
     scaler = torch.amp.GradScaler("cuda" if dev.type == "cuda" else "cpu", enabled=use_scaler)
 
@@ -697,44 +821,66 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
             on_resume(ckpt)
         missing = [k for k in models if k not in ckpt["models"]]
         if missing:
-            raise RuntimeError(f"checkpoint {ckpt_path} holds models {sorted(ckpt['models'])}, this run trains "
-                               f"{sorted(models)}; use another out_dir or pass resume=False")
+            raise RuntimeError(
+                f"checkpoint {ckpt_path} holds models {sorted(ckpt['models'])}, this run trains "
+                f"{sorted(models)}; use another out_dir or pass resume=False"
+            )
         try:
             for name, m in models.items():
                 m.load_state_dict(ckpt["models"][name])
                 optimizers[name].load_state_dict(ckpt["optimizers"][name])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise RuntimeError(f"checkpoint {ckpt_path} does not fit this model/optimiser ({exc}); "
-                               "use another out_dir or pass resume=False") from exc
+            raise RuntimeError(
+                f"checkpoint {ckpt_path} does not fit this model/optimiser ({exc}); "
+                "use another out_dir or pass resume=False"
+            ) from exc
         for name in models:
             schedulers[name].load_state_dict(ckpt["schedulers"][name])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("total_steps") != total_steps and main:
-            print(f"note: {ckpt_path} was written for {ckpt.get('total_steps')} total steps, this run has "
-                  f"{total_steps}; the learning-rate schedule continues with the new length")
+            print(
+                f"note: {ckpt_path} was written for {ckpt.get('total_steps')} total steps, this run has "
+                f"{total_steps}; the learning-rate schedule continues with the new length"
+            )
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
         history = History(ckpt["history"])
         best = ckpt.get("best")
         states = ckpt["rng"]
         restored_rng = states[rank] if len(states) == world else None
         if restored_rng is None and main:
-            print(f"note: {ckpt_path} holds RNG states of {len(states)} process(es), this run has {world}; "
-                  "batches after resuming will differ from an uninterrupted run")
+            print(
+                f"note: {ckpt_path} holds RNG states of {len(states)} process(es), this run has {world}; "
+                "batches after resuming will differ from an uninterrupted run"
+            )
         if main:
             print(f"resumed from {ckpt_path} after epoch {start_epoch}")
 
     nets: dict[str, nn.Module] = dict(models)
     if D.is_distributed():
         find_unused = bool(config.extra.get("ddp_find_unused_parameters", False))
-        nets = {k: DistributedDataParallel(m, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                           find_unused_parameters=find_unused) for k, m in models.items()}
+        nets = {
+            k: DistributedDataParallel(
+                m, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=find_unused
+            )
+            for k, m in models.items()
+        }
     if restored_rng is not None:  # last: nothing between here and the first batch may draw random numbers
         set_rng_state(restored_rng, loaders)
 
-    ctx = StepContext(epoch=start_epoch, step=global_step, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                      model=nets if several else nets["model"], models=models, optimizers=optimizers,
-                      schedulers=schedulers, loss_fn=loss_fn, config=config, device=dev)
+    ctx = StepContext(
+        epoch=start_epoch,
+        step=global_step,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        model=nets if several else nets["model"],
+        models=models,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        loss_fn=loss_fn,
+        config=config,
+        device=dev,
+    )
     step = step_fn or _default_step
     lr_keys = [(name, _group_names(opt, name if several else "")) for name, opt in optimizers.items()]
     params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
@@ -747,14 +893,17 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
         batches = _Batches(loaders, several_loaders, dev, epoch)
         loss_sum, n_batches, n_updates, log_sums = 0.0, 0, 0, {}
         last_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in optimizers.items()}
-        bar = _progress(range(steps_per_epoch), progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=True,
-                        dynamic_ncols=True)
+        bar = _progress(
+            range(steps_per_epoch), progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=True, dynamic_ncols=True
+        )
         for _ in bar:
             batch = batches.next()
             if batch_transform is not None:
                 if not isinstance(batch, tuple) or len(batch) < 2:
-                    raise TypeError("batch_transform needs (images, masks) batches; with several loaders, "
-                                    "transform inside the step_fn")
+                    raise TypeError(
+                        "batch_transform needs (images, masks) batches; with several loaders, "
+                        "transform inside the step_fn"
+                    )
                 batch = tuple(batch_transform(batch[0], batch[1])) + tuple(batch[2:])
             ctx.step = global_step
             with _autocast(dev, amp_on, amp_dtype):
@@ -762,8 +911,10 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
             if loss is not None:
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}, step {global_step + 1}; "
-                                             "lower config.lr, set config.grad_clip, or check the data and loss")
+                    raise FloatingPointError(
+                        f"loss is {loss_value} at epoch {epoch + 1}, step {global_step + 1}; "
+                        "lower config.lr, set config.grad_clip, or check the data and loss"
+                    )
                 for opt in optimizers.values():
                     opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -790,10 +941,14 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
             if ctx.stop_requested:
                 break
 
-        sums = D.all_reduce_sum(torch.tensor([loss_sum, n_updates, n_batches] + list(log_sums.values()),
-                                             dtype=torch.float64))
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": global_step,
-                                  "train_loss": float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")}
+        sums = D.all_reduce_sum(
+            torch.tensor([loss_sum, n_updates, n_batches] + list(log_sums.values()), dtype=torch.float64)
+        )
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": global_step,
+            "train_loss": float(sums[0] / sums[1]) if sums[1] > 0 else float("nan"),
+        }
         for i, k in enumerate(log_sums):
             record[f"train_{k}"] = float(sums[3 + i] / sums[2])
         for m in models.values():
@@ -803,8 +958,15 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
                 record.update({f"val_{k}": v for k, v in evaluate_fn(ctx, val_shard).items()})
             else:
                 for name, m in models.items():
-                    ev = _evaluate(m, val_shard, metrics, dev, loss_fn if step_fn is None else None,
-                                   (amp_on, amp_dtype), reduce=val_sharded)
+                    ev = _evaluate(
+                        m,
+                        val_shard,
+                        metrics,
+                        dev,
+                        loss_fn if step_fn is None else None,
+                        (amp_on, amp_dtype),
+                        reduce=val_sharded,
+                    )
                     prefix = f"val_{name}_" if several else "val_"
                     record.update({f"{prefix}{k}": v for k, v in ev.items() if k != "per_image"})
         for name, keys in lr_keys:
@@ -816,8 +978,11 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
                 raise KeyError(f"best_metric={best_metric!r} is not in the epoch record ({', '.join(record)})")
             value = record[best_metric]
             lower = "loss" in best_metric
-            if isinstance(value, (int, float)) and math.isfinite(value) and (
-                    best is None or (value < best["value"] if lower else value > best["value"])):
+            if (
+                isinstance(value, (int, float))
+                and math.isfinite(value)
+                and (best is None or (value < best["value"] if lower else value > best["value"]))
+            ):
                 best, improved = {"metric": best_metric, "value": float(value), "epoch": epoch + 1}, True
             record[f"best_{best_metric}"] = best["value"] if best else float("nan")
         history.append(record)
@@ -830,16 +995,33 @@ def _fit(models, several, train_loader, val_loader, *, loss_fn, config, param_gr
         if out is not None and main:
             history.to_csv(out / HISTORY_CSV)
             if improved:
-                save_checkpoint(out / BEST_CHECKPOINT, {"format": _FORMAT, "epoch": epoch + 1, "best": best,
-                                                        "models": {k: m.state_dict() for k, m in models.items()}})
-            save_checkpoint(ckpt_path, {
-                "format": _FORMAT, "epoch": epoch + 1, "global_step": global_step, "total_steps": total_steps,
-                "models": {k: m.state_dict() for k, m in models.items()},
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "scaler": scaler.state_dict(),
-                "history": history.records, "rng": states, "config": _config_json(config), "best": best,
-                "identity": dict(identity) if identity is not None else None,
-            })
+                save_checkpoint(
+                    out / BEST_CHECKPOINT,
+                    {
+                        "format": _FORMAT,
+                        "epoch": epoch + 1,
+                        "best": best,
+                        "models": {k: m.state_dict() for k, m in models.items()},
+                    },
+                )
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "format": _FORMAT,
+                    "epoch": epoch + 1,
+                    "global_step": global_step,
+                    "total_steps": total_steps,
+                    "models": {k: m.state_dict() for k, m in models.items()},
+                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                    "scaler": scaler.state_dict(),
+                    "history": history.records,
+                    "rng": states,
+                    "config": _config_json(config),
+                    "best": best,
+                    "identity": dict(identity) if identity is not None else None,
+                },
+            )
         D.barrier()
         for cb in callbacks:
             cb(epoch + 1, record)

@@ -23,6 +23,7 @@ library, so the CLI can use it before torch has built anything.
   exit code (:class:`UsageError`: 2), so ``python -m mslib`` prints ``error: MESSAGE`` on one
   line without a traceback (:func:`format_error`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,17 +48,49 @@ try:  # POSIX; on Windows the O_EXCL file and the pid check do the job alone
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CLIError", "UsageError", "RunFolderError", "RunFolderBusy", "RunIdentityMismatch", "StaleLockWarning",
-           "RunLock", "check_out_dir", "run_identity", "identity_differences", "allowed_changes", "check_resume",
-           "format_error", "exit_code", "LOCK_NAME", "RUN_FILES", "RESUMABLE_FIELDS", "IDENTITY_VERSION"]
+__all__ = [
+    "CLIError",
+    "UsageError",
+    "RunFolderError",
+    "RunFolderBusy",
+    "RunIdentityMismatch",
+    "StaleLockWarning",
+    "RunLock",
+    "check_out_dir",
+    "run_identity",
+    "identity_differences",
+    "allowed_changes",
+    "check_resume",
+    "format_error",
+    "exit_code",
+    "LOCK_NAME",
+    "RUN_FILES",
+    "RESUMABLE_FIELDS",
+    "IDENTITY_VERSION",
+]
 
 LOCK_NAME = ".lock"
 #: Files a run writes into its folder: each must be a file (or absent), never a folder.
 RUN_FILES = ("last.pt", "history.csv", LOCK_NAME)
 #: Fields that may change when a run is resumed (reported, not refused): they change how long or
 #: where the run goes on, not what it is.
-RESUMABLE_FIELDS = frozenset({"epochs", "device", "workers", "num_workers", "out", "resume", "no_resume", "debug",
-                              "progress", "log_every", "eval_every", "save_every", "amp_dtype"})
+RESUMABLE_FIELDS = frozenset(
+    {
+        "epochs",
+        "device",
+        "workers",
+        "num_workers",
+        "out",
+        "resume",
+        "no_resume",
+        "debug",
+        "progress",
+        "log_every",
+        "eval_every",
+        "save_every",
+        "amp_dtype",
+    }
+)
 IDENTITY_VERSION = 1
 #: A lock file that is empty or unreadable is taken for one being written for this long (seconds).
 _YOUNG_LOCK_S = 10.0
@@ -119,8 +152,11 @@ def format_error(exc: BaseException) -> str:
     added for errors that are not :class:`CLIError`, ``ValueError`` or ``OSError``)."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    msg = str(exc) if not isinstance(exc, OSError) or exc.filename is None or str(exc.filename) in str(exc) \
+    msg = (
+        str(exc)
+        if not isinstance(exc, OSError) or exc.filename is None or str(exc.filename) in str(exc)
         else f"{exc.filename}: {exc.strerror or exc}"
+    )
     msg = " ".join(msg.split()) or type(exc).__name__
     if not isinstance(exc, (CLIError, ValueError, OSError, LookupError)):
         msg = f"{type(exc).__name__}: {msg}"
@@ -130,8 +166,9 @@ def format_error(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------
 # the output folder
 # --------------------------------------------------------------------------------------
-def check_out_dir(path: str | os.PathLike, create: bool = True, files: Iterable[str] = RUN_FILES,
-                  need_bytes: int = 0) -> Path:
+def check_out_dir(
+    path: str | os.PathLike, create: bool = True, files: Iterable[str] = RUN_FILES, need_bytes: int = 0
+) -> Path:
     """Check (and by default create) the run folder; return it.
 
     Raises :class:`RunFolderError`, naming the path and the fix, when: ``path`` or a folder
@@ -142,11 +179,14 @@ def check_out_dir(path: str | os.PathLike, create: bool = True, files: Iterable[
     out = Path(path).expanduser()
     arg = f"--out {path}"
     if out.is_symlink() and not out.exists():
-        raise RunFolderError(f"{arg} is a broken symbolic link (to {os.readlink(out)}); remove the link or pass "
-                             "another --out")
+        raise RunFolderError(
+            f"{arg} is a broken symbolic link (to {os.readlink(out)}); remove the link or pass another --out"
+        )
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{arg} is a file, not a folder; a run writes several files into its folder: pass a "
-                             f"folder path (e.g. --out {out.with_name(out.name + '-run')}), or move the file away")
+        raise RunFolderError(
+            f"{arg} is a file, not a folder; a run writes several files into its folder: pass a "
+            f"folder path (e.g. --out {out.with_name(out.name + '-run')}), or move the file away"
+        )
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -158,31 +198,36 @@ def check_out_dir(path: str | os.PathLike, create: bool = True, files: Iterable[
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunFolderError(f"{arg} cannot be created ({exc.strerror or exc}); choose an --out in a folder "
-                                 "you can write to") from exc
+            raise RunFolderError(
+                f"{arg} cannot be created ({exc.strerror or exc}); choose an --out in a folder you can write to"
+            ) from exc
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         why = "the file system is read-only" if exc.errno == errno.EROFS else (exc.strerror or str(exc))
-        raise RunFolderError(f"{arg} is not writable ({why}); make it writable (chmod u+w {out}) or pass "
-                             "another --out") from exc
+        raise RunFolderError(
+            f"{arg} is not writable ({why}); make it writable (chmod u+w {out}) or pass another --out"
+        ) from exc
     for name in files:
         f = out / name
         if f.is_dir():
-            raise RunFolderError(f"{f} is a folder, but the run writes its file {name!r} there; move the folder "
-                                 "away, or pass another --out")
+            raise RunFolderError(
+                f"{f} is a folder, but the run writes its file {name!r} there; move the folder "
+                "away, or pass another --out"
+            )
         if f.exists() and not os.access(f, os.R_OK):
-            raise RunFolderError(f"{f} cannot be read (permissions); fix them (chmod u+rw {f}) or pass "
-                                 "another --out")
+            raise RunFolderError(f"{f} cannot be read (permissions); fix them (chmod u+rw {f}) or pass another --out")
     if need_bytes:
         import shutil
 
         free = shutil.disk_usage(out).free
         if free < need_bytes:
-            raise RunFolderError(f"{arg}: only {free / 2**20:.0f} MiB free on its disk, the run needs about "
-                                 f"{need_bytes / 2**20:.0f} MiB; free space or pass an --out on another disk")
+            raise RunFolderError(
+                f"{arg}: only {free / 2**20:.0f} MiB free on its disk, the run needs about "
+                f"{need_bytes / 2**20:.0f} MiB; free space or pass an --out on another disk"
+            )
     return out
 
 
@@ -234,20 +279,25 @@ class RunLock:
         return self._fd is not None
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "host": self.host,
-                "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                "command": self.command}
+        return {
+            "pid": os.getpid(),
+            "host": self.host,
+            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": self.command,
+        }
 
     def __enter__(self) -> RunLock:
         if self._fd is not None:
-            raise RunFolderBusy(f"{self.path} is already held by this RunLock; do not enter it twice",
-                                lock=self.path)
+            raise RunFolderBusy(f"{self.path} is already held by this RunLock; do not enter it twice", lock=self.path)
         check_out_dir(self.out_dir)
         for _ in range(20):  # retried only when the file vanished or was replaced under us
             if self._try_create() or self._try_take_over():
                 return self
-        raise RunFolderBusy(f"could not lock {self.path}: it keeps changing; another run is starting in "
-                            f"{self.out_dir}? Pass another --out", lock=self.path)  # pragma: no cover
+        raise RunFolderBusy(
+            f"could not lock {self.path}: it keeps changing; another run is starting in "
+            f"{self.out_dir}? Pass another --out",
+            lock=self.path,
+        )  # pragma: no cover
 
     def __exit__(self, *exc) -> None:
         self.release()
@@ -302,8 +352,10 @@ class RunLock:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise RunFolderError(f"cannot create the lock file {self.path} ({exc.strerror or exc}); make "
-                                 f"{self.out_dir} writable or pass another --out") from exc
+            raise RunFolderError(
+                f"cannot create the lock file {self.path} ({exc.strerror or exc}); make "
+                f"{self.out_dir} writable or pass another --out"
+            ) from exc
         for _ in range(100):  # another process may be inspecting our fresh (still empty) file for a moment
             if self._flock(fd) is not False:
                 break
@@ -331,7 +383,9 @@ class RunLock:
         return RunFolderBusy(
             f"{self.out_dir} is in use by another run ({_describe(owner) if owner else 'owner unknown'}){why}; "
             f"wait for it to finish or pass another --out. If you are sure no run uses it, delete {self.path}",
-            owner=owner, lock=self.path)
+            owner=owner,
+            lock=self.path,
+        )
 
     def _try_take_over(self) -> bool:
         try:
@@ -339,8 +393,10 @@ class RunLock:
         except FileNotFoundError:
             return False  # released meanwhile: try to create it again
         except OSError as exc:
-            raise RunFolderError(f"cannot open the lock file {self.path} ({exc.strerror or exc}); fix its "
-                                 f"permissions or pass another --out") from exc
+            raise RunFolderError(
+                f"cannot open the lock file {self.path} ({exc.strerror or exc}); fix its "
+                f"permissions or pass another --out"
+            ) from exc
         try:
             owner, age = self._read_owner()
             if owner is None:
@@ -366,9 +422,12 @@ class RunLock:
             self._write(fd)
             self._fd, fd = fd, None
             self.taken_over = dict(owner)
-            warnings.warn(f"{self.path}: took over a stale lock left by "
-                          f"{_describe(owner) if owner else 'an unknown process'}, which no longer runs",
-                          StaleLockWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.path}: took over a stale lock left by "
+                f"{_describe(owner) if owner else 'an unknown process'}, which no longer runs",
+                StaleLockWarning,
+                stacklevel=3,
+            )
             return True
         finally:
             if fd is not None:
@@ -425,8 +484,14 @@ def run_identity(**fields: Any) -> dict:
     flat = _flatten(_plain(dict(fields)))
     defining = {k: v for k, v in flat.items() if not _resumable(k)}
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:16]
-    return {"version": IDENTITY_VERSION, "model": flat.get("model"), "data": flat.get("data"),
-            "profile": flat.get("profile"), "config_hash": digest, "fields": flat}
+    return {
+        "version": IDENTITY_VERSION,
+        "model": flat.get("model"),
+        "data": flat.get("data"),
+        "profile": flat.get("profile"),
+        "config_hash": digest,
+        "fields": flat,
+    }
 
 
 def _short(v: Any) -> str:
@@ -466,8 +531,12 @@ def allowed_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> lis
     return _changes(saved, current, resumable=True)
 
 
-def check_resume(saved: Mapping[str, Any] | None, current: Mapping[str, Any], done_epochs: int | None = None,
-                 out: str | os.PathLike | None = None) -> list[str]:
+def check_resume(
+    saved: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    done_epochs: int | None = None,
+    out: str | os.PathLike | None = None,
+) -> list[str]:
     """Decide whether a checkpoint with identity ``saved`` may be resumed by ``current``.
 
     Returns the lines to report (allowed changes; a note when the checkpoint has no identity).
@@ -478,23 +547,31 @@ def check_resume(saved: Mapping[str, Any] | None, current: Mapping[str, Any], do
     """
     where = f" in {out}" if out is not None else ""
     if not saved:
-        notes = [f"the checkpoint{where} has no run identity (written by an older mslib): it cannot be checked "
-                 "against this run; pass --no-resume to start a new one"]
+        notes = [
+            f"the checkpoint{where} has no run identity (written by an older mslib): it cannot be checked "
+            "against this run; pass --no-resume to start a new one"
+        ]
     else:
         if not isinstance(saved, Mapping):
-            raise RunIdentityMismatch(f"the checkpoint{where} holds a damaged run identity ({type(saved).__name__}); "
-                                      "pass --no-resume to start over, or another --out")
+            raise RunIdentityMismatch(
+                f"the checkpoint{where} holds a damaged run identity ({type(saved).__name__}); "
+                "pass --no-resume to start over, or another --out"
+            )
         diffs = identity_differences(saved, current)
         if diffs:
             raise RunIdentityMismatch(
                 f"the checkpoint{where} belongs to a different run ({'; '.join(diffs)}); resuming would continue "
                 "that run. Pass --no-resume to start a new run there (the old checkpoint is replaced), or "
-                "another --out", diffs)
+                "another --out",
+                diffs,
+            )
         notes = [f"resuming with a change: {c}" for c in allowed_changes(saved, current)]
     fields = current.get("fields") or {}
     epochs = fields.get("epochs", next((v for k, v in sorted(fields.items()) if k.split(".")[-1] == "epochs"), None))
     if done_epochs is not None and isinstance(epochs, int) and epochs <= done_epochs:
-        raise UsageError(f"--epochs {epochs}: the checkpoint{where} has already trained {done_epochs} epoch(s), so "
-                         f"this run would train nothing; pass --epochs larger than {done_epochs} to continue, or "
-                         "--no-resume to start over")
+        raise UsageError(
+            f"--epochs {epochs}: the checkpoint{where} has already trained {done_epochs} epoch(s), so "
+            f"this run would train nothing; pass --epochs larger than {done_epochs} to continue, or "
+            "--no-resume to start over"
+        )
     return notes

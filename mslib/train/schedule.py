@@ -14,6 +14,7 @@ The factor multiplies each parameter group's own base learning rate (so a backbo
 with ``r = min_lr_ratio``. M2SNet's "warm-up and linear decay" is ``schedule="linear"``
 with a warm-up; the "poly" rule with power 0.9 is DeepLab's.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,8 +40,14 @@ def _check(total_steps: int, schedule: str, warmup_steps: int, poly_power: float
         raise ValueError(f"poly_power must be > 0, got {poly_power!r}")
 
 
-def lr_factor(step: int, total_steps: int, schedule: str = "cosine", warmup_steps: int = 0,
-              poly_power: float = 0.9, min_lr_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int,
+    total_steps: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    poly_power: float = 0.9,
+    min_lr_ratio: float = 0.0,
+) -> float:
     """The factor applied to the base learning rate at 0-based ``step`` (formulas in the module docstring)."""
     _check(total_steps, schedule, warmup_steps, poly_power, min_lr_ratio)
     if step < warmup_steps:
@@ -58,11 +65,24 @@ def lr_factor(step: int, total_steps: int, schedule: str = "cosine", warmup_step
     return r + (1.0 - r) * shape
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, schedule: str = "cosine",
-                    warmup_steps: int = 0, poly_power: float = 0.9,
-                    min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` applying :func:`lr_factor` to every group's own base lr; call ``.step()`` after each optimizer step."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    poly_power: float = 0.9,
+    min_lr_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` applying :func:`lr_factor` to every group's own base lr.
+
+    Call ``.step()`` after each optimizer step."""
     _check(total_steps, schedule, warmup_steps, poly_power, min_lr_ratio)
-    fn = functools.partial(lr_factor, total_steps=total_steps, schedule=schedule, warmup_steps=warmup_steps,
-                           poly_power=poly_power, min_lr_ratio=min_lr_ratio)
+    fn = functools.partial(
+        lr_factor,
+        total_steps=total_steps,
+        schedule=schedule,
+        warmup_steps=warmup_steps,
+        poly_power=poly_power,
+        min_lr_ratio=min_lr_ratio,
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

@@ -17,16 +17,16 @@ For the book: ``keep_maps=True`` keeps the cluster map of every iteration (a wid
 iterations), ``keep_correlations=True`` the intra-scale correlation matrix rho of every
 iteration (MS-Former Fig. 5), and ``callback(info)`` is called after every forward pass.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from mslib.clustering import evaluate_clusters
@@ -82,9 +82,20 @@ def prepare_image(image, size: int | None, standardize: bool = True) -> torch.Te
 
 def _selfsup_train_config(cfg: MSFormerConfig) -> TrainConfig:
     """The engine settings of the per-image optimisation: SGD, constant rate, ``max_iters`` steps, no seeding."""
-    return TrainConfig(profile=cfg.profile, epochs=1, steps_per_epoch=cfg.max_iters, batch_size=1,
-                       image_size=cfg.image_size, optimizer="sgd", lr=cfg.lr, momentum=cfg.momentum,
-                       weight_decay=0.0, schedule="constant", amp=False, seed=None)
+    return TrainConfig(
+        profile=cfg.profile,
+        epochs=1,
+        steps_per_epoch=cfg.max_iters,
+        batch_size=1,
+        image_size=cfg.image_size,
+        optimizer="sgd",
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=0.0,
+        schedule="constant",
+        amp=False,
+        seed=None,
+    )
 
 
 def _check_cfg(cfg: MSFormerConfig) -> None:
@@ -94,9 +105,16 @@ def _check_cfg(cfg: MSFormerConfig) -> None:
         raise ValueError(f"min_clusters must be in [1, n_clusters={cfg.n_clusters}), got {cfg.min_clusters}")
 
 
-def optimise_image(x: torch.Tensor, model: nn.Module, cfg: MSFormerConfig, *, keep_maps: bool = False,
-                   keep_correlations: bool = False, callback: Callable[[dict], None] | None = None,
-                   out_hw: tuple[int, int] | None = None) -> SelfSupResult:
+def optimise_image(
+    x: torch.Tensor,
+    model: nn.Module,
+    cfg: MSFormerConfig,
+    *,
+    keep_maps: bool = False,
+    keep_correlations: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    out_hw: tuple[int, int] | None = None,
+) -> SelfSupResult:
     """Optimise a fresh ``model`` on the one image ``x`` (1, C, H, W) with the engine (MS-Former Sec. 3.1).
 
     Each step is one forward pass, the joint loss (Eq. 10) on the current argmax pseudo-labels
@@ -144,8 +162,15 @@ def optimise_image(x: torch.Tensor, model: nn.Module, cfg: MSFormerConfig, *, ke
 
     model.train()
     if cfg.max_iters > 0:
-        fit(model, [(x,)], config=_selfsup_train_config(cfg), step_fn=step_fn, metrics={}, progress=False,
-            distributed=False)
+        fit(
+            model,
+            [(x,)],
+            config=_selfsup_train_config(cfg),
+            step_fn=step_fn,
+            metrics={},
+            progress=False,
+            distributed=False,
+        )
     if not state["stopped"]:
         with torch.no_grad():
             out, _ = forward(x)
@@ -154,12 +179,25 @@ def optimise_image(x: torch.Tensor, model: nn.Module, cfg: MSFormerConfig, *, ke
     labels_out = labels
     if out_hw is not None and tuple(labels.shape) != tuple(out_hw):
         labels_out = F.interpolate(labels[None, None].float(), size=out_hw, mode="nearest")[0, 0].long()
-    return SelfSupResult(labels_out.cpu(), labels.cpu(), state["updates"], state["stopped"], history, maps, corrs,
-                         time.perf_counter() - t0)
+    return SelfSupResult(
+        labels_out.cpu(),
+        labels.cpu(),
+        state["updates"],
+        state["stopped"],
+        history,
+        maps,
+        corrs,
+        time.perf_counter() - t0,
+    )
 
 
-def per_image(fn: Callable[[int, object], SelfSupResult], images: Sequence, *, progress: bool = True,
-              desc: str = "MS-Former per image") -> list[SelfSupResult]:
+def per_image(
+    fn: Callable[[int, object], SelfSupResult],
+    images: Sequence,
+    *,
+    progress: bool = True,
+    desc: str = "MS-Former per image",
+) -> list[SelfSupResult]:
     """``[fn(i, images[i]) for i ...]`` with a progress bar (off with ``progress=False`` or ``TQDM_DISABLE=1``)."""
     results = []
     bar = _progress(range(len(images)), progress, desc=desc)
@@ -179,8 +217,9 @@ def input_hw(image) -> tuple[int, int] | None:
     return shape[:2]
 
 
-def evaluate_results(results: Sequence[SelfSupResult | torch.Tensor], masks: Sequence,
-                     legacy_gt_crop_eval: bool = False) -> dict[str, torch.Tensor]:
+def evaluate_results(
+    results: Sequence[SelfSupResult | torch.Tensor], masks: Sequence, legacy_gt_crop_eval: bool = False
+) -> dict[str, torch.Tensor]:
     """The paper's protocol (best-overlap cluster, any id) on each result: per-image DSC, HM, XOR.
 
     ``masks`` are the ground truths at the size of ``result.labels``. Returns the dict of
@@ -188,6 +227,12 @@ def evaluate_results(results: Sequence[SelfSupResult | torch.Tensor], masks: Seq
     """
     if len(results) != len(masks):
         raise ValueError(f"evaluate_results: {len(results)} results but {len(masks)} masks")
-    rows = [evaluate_clusters(r.labels if isinstance(r, SelfSupResult) else r, torch.as_tensor(np.asarray(m)),
-                              legacy_gt_crop_eval=legacy_gt_crop_eval) for r, m in zip(results, masks)]
+    rows = [
+        evaluate_clusters(
+            r.labels if isinstance(r, SelfSupResult) else r,
+            torch.as_tensor(np.asarray(m)),
+            legacy_gt_crop_eval=legacy_gt_crop_eval,
+        )
+        for r, m in zip(results, masks)
+    ]
     return {k: torch.cat([r[k] for r in rows]) for k in rows[0]}

@@ -24,6 +24,7 @@ images are labelled, the rest unlabelled (their masks are never read).
 recorded as ``val_<model>_dice`` / ``val_<model>_hd95``; with ``best_metric="val_cnn_dice"`` the
 engine keeps the best weights in ``best.pt``, and the validator keeps them in memory too.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,21 +42,31 @@ __all__ = ["cross_teaching_step", "mcsc_step", "supervised_step", "VolumeValidat
 
 def _split(batch, labeled_bs: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise TypeError("semi-supervised steps need (images, masks) batches from one loader with a "
-                        "TwoStreamBatchSampler (labelled images first)")
+        raise TypeError(
+            "semi-supervised steps need (images, masks) batches from one loader with a "
+            "TwoStreamBatchSampler (labelled images first)"
+        )
     images, masks = batch[0], batch[1]
     if not 0 < labeled_bs <= images.shape[0]:
-        raise ValueError(f"labeled_bs={labeled_bs} does not fit a batch of {images.shape[0]} images; build the "
-                         "loader with TwoStreamBatchSampler(labeled, unlabeled, labeled_bs, unlabeled_bs)")
-    return images, masks[:labeled_bs].long()            # the unlabelled images' masks are never read
+        raise ValueError(
+            f"labeled_bs={labeled_bs} does not fit a batch of {images.shape[0]} images; build the "
+            "loader with TwoStreamBatchSampler(labeled, unlabeled, labeled_bs, unlabeled_bs)"
+        )
+    return images, masks[:labeled_bs].long()  # the unlabelled images' masks are never read
 
 
 def _weight(step: int, weight: float, rampup: float, iters_per_step: int) -> float:
     return cps_weight(step, weight, rampup, iters_per_step)
 
 
-def cross_teaching_step(labeled_bs: int, names: Sequence[str] = ("cnn", "tra"), *, cps_weight: float = 0.1,
-                        cps_rampup: float = 200.0, cps_iters_per_step: int = 150):
+def cross_teaching_step(
+    labeled_bs: int,
+    names: Sequence[str] = ("cnn", "tra"),
+    *,
+    cps_weight: float = 0.1,
+    cps_rampup: float = 200.0,
+    cps_iters_per_step: int = 150,
+):
     """``step_fn`` of cross teaching between ``ctx.model[names[0]]`` and ``ctx.model[names[1]]`` (CTS; CPS).
 
     Returns ``(L, logs)`` with ``L = sum over the two networks of L_sup + w(t) L_cps``
@@ -69,16 +80,29 @@ def cross_teaching_step(labeled_bs: int, names: Sequence[str] = ("cnn", "tra"), 
         la, lb = ctx.model[a](images), ctx.model[b](images)
         w = _weight(ctx.step, cps_weight, cps_rampup, cps_iters_per_step)
         losses = cross_teaching_losses(la, lb, target, labeled_bs, w)
-        logs = {f"sup_{a}": losses["sup_cnn"].detach(), f"sup_{b}": losses["sup_tra"].detach(),
-                f"cps_{a}": losses["cps_cnn"].detach(), f"cps_{b}": losses["cps_tra"].detach(), "w_cps": w}
+        logs = {
+            f"sup_{a}": losses["sup_cnn"].detach(),
+            f"sup_{b}": losses["sup_tra"].detach(),
+            f"cps_{a}": losses["cps_cnn"].detach(),
+            f"cps_{b}": losses["cps_tra"].detach(),
+            "w_cps": w,
+        }
         return losses["cnn"] + losses["tra"], logs
 
     return step
 
 
-def mcsc_step(labeled_bs: int, names: Sequence[str] = ("cnn", "tra"), contrast: str = "proj", *,
-              cps_weight: float = 0.1, cps_rampup: float = 200.0, cps_iters_per_step: int = 150,
-              cl_weight: float = 0.001, legacy_double_contrast: bool = False):
+def mcsc_step(
+    labeled_bs: int,
+    names: Sequence[str] = ("cnn", "tra"),
+    contrast: str = "proj",
+    *,
+    cps_weight: float = 0.1,
+    cps_rampup: float = 200.0,
+    cps_iters_per_step: int = 150,
+    cl_weight: float = 0.001,
+    legacy_double_contrast: bool = False,
+):
     """``step_fn`` of MCSC: cross teaching plus ``cl_weight * L_cl`` (module docstring).
 
     ``ctx.model[contrast]`` is a :class:`~mslib.losses.contrastive.MultiScaleContrast` (its
@@ -94,12 +118,19 @@ def mcsc_step(labeled_bs: int, names: Sequence[str] = ("cnn", "tra"), contrast: 
         lb, fb = ctx.model[b](images, return_features=True)
         w = _weight(ctx.step, cps_weight, cps_rampup, cps_iters_per_step)
         losses = cross_teaching_losses(la, lb, target, labeled_bs, w)
-        l_cl, per_scale = ctx.model[contrast](fa, fb, target, la.detach().argmax(1), lb.detach().argmax(1),
-                                              labeled_bs, iteration=ctx.step)
+        l_cl, per_scale = ctx.model[contrast](
+            fa, fb, target, la.detach().argmax(1), lb.detach().argmax(1), labeled_bs, iteration=ctx.step
+        )
         loss = losses["cnn"] + losses["tra"] + factor * cl_weight * l_cl
-        logs = {f"sup_{a}": losses["sup_cnn"].detach(), f"sup_{b}": losses["sup_tra"].detach(),
-                f"cps_{a}": losses["cps_cnn"].detach(), f"cps_{b}": losses["cps_tra"].detach(), "w_cps": w,
-                "cl": l_cl.detach(), **{f"cl_{s}": v.detach() for s, v in per_scale.items()}}
+        logs = {
+            f"sup_{a}": losses["sup_cnn"].detach(),
+            f"sup_{b}": losses["sup_tra"].detach(),
+            f"cps_{a}": losses["cps_cnn"].detach(),
+            f"cps_{b}": losses["cps_tra"].detach(),
+            "w_cps": w,
+            "cl": l_cl.detach(),
+            **{f"cl_{s}": v.detach() for s, v in per_scale.items()},
+        }
         return loss, logs
 
     return step
@@ -131,8 +162,16 @@ class VolumeValidator:
         legacy_official: the official empty-mask conventions (:mod:`mslib.volume_metrics`).
     """
 
-    def __init__(self, names: Sequence[str] = ("cnn", "tra"), *, size: int | None = None, use_spacing: bool = True,
-                 legacy_official: bool = False, after_step: int = 0, keep: str | None = "cnn"):
+    def __init__(
+        self,
+        names: Sequence[str] = ("cnn", "tra"),
+        *,
+        size: int | None = None,
+        use_spacing: bool = True,
+        legacy_official: bool = False,
+        after_step: int = 0,
+        keep: str | None = "cnn",
+    ):
         self.names, self.size, self.use_spacing = tuple(names), size, use_spacing
         self.legacy_official, self.after_step, self.keep = legacy_official, int(after_step), keep
         self.best_value, self.best_state, self.best_step = -math.inf, None, None
@@ -146,15 +185,22 @@ class VolumeValidator:
             if done < self.after_step:
                 out[f"{name}_dice"], out[f"{name}_hd95"] = float("nan"), float("nan")
                 continue
-            res = evaluate_volumes(ctx.models[name], volumes, size=self.size, use_spacing=self.use_spacing,
-                                   legacy_official=self.legacy_official)
+            res = evaluate_volumes(
+                ctx.models[name],
+                volumes,
+                size=self.size,
+                use_spacing=self.use_spacing,
+                legacy_official=self.legacy_official,
+            )
             self.last[name] = res
             out[f"{name}_dice"], out[f"{name}_hd95"] = res["mean_dice"], res["mean_hd95"]
         key = f"{self.keep}_dice" if self.keep else None
         if key in out and math.isfinite(out[key]) and out[key] > self.best_value:
             self.best_value, self.best_step = out[key], done
-            self.best_state = {k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
-                               for k, m in ctx.models.items()}
+            self.best_state = {
+                k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
+                for k, m in ctx.models.items()
+            }
         return out
 
     def load_best(self, models: Mapping[str, torch.nn.Module]) -> bool:
