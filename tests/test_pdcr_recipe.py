@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import socket
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from mslib.losses.dragsaw import PatchDragsawLoss
 from mslib.recipes import RECIPES
 from mslib.recipes.pdcr import build_network, default_layers, pdcr_step, pdcr_transforms, recipe
 from mslib.train import fit
+from tests.ddp_helpers import become_rank, free_port
 
 NETS = ("unet", "fcn", "deeplabv3plus")
 
@@ -204,22 +204,8 @@ def test_errors_name_the_field():
 
 
 # ------------------------------------------------------------------------------------------ DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        TQDM_DISABLE="1",
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, world, port)
     torch.manual_seed(rank)  # different initial weights per rank: DDP broadcasts rank 0's
     cfg = _tiny("unet", epochs=2)
     r = recipe(cfg, 3, 1)
@@ -240,7 +226,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_uafr_pdcr_model_trains_under_two_process_ddp(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k, v in r0["state"].items():

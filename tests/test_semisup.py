@@ -4,7 +4,6 @@ paper-profile step on the CPU, the labelled slices of the real ACDC list."""
 
 import dataclasses
 import os
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from mslib.data.synthetic_volumes import generate_volumes
 from mslib.losses.cross_teaching import cps_weight
 from mslib.recipes import mcsc as R
 from mslib.train.engine import CHECKPOINT
+from tests.ddp_helpers import become_rank, free_port
 
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc" / "ACDC"
 
@@ -230,22 +230,8 @@ def test_labelled_slices_are_the_first_lines_of_the_acdc_list():
 
 
 # ------------------------------------------------------------------------------------ DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        TQDM_DISABLE="1",
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, world, port)
     cfg = tiny("cts", root, max_iterations=2, val_every=2)
     h, rec = R.train(cfg, device="cpu", progress=False, load_best=False)
     first = next(iter(rec.data["train"].batch_sampler))
@@ -263,7 +249,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_process_gloo_ddp(root, tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(root), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(root), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     for k in r0["states"]:
         for n, v in r0["states"][k].items():
