@@ -226,7 +226,29 @@ def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
     }
 
 
-def _eval_data(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int, split: str | None):
+def select_subset(names: list[str], subset: str) -> list[int]:
+    """Indices of ``names`` in ``subset``: ``all``, or ``even`` / ``odd`` by the last number in each name
+    (``ISIC_0000012`` -> 12, ``IMD003`` -> 3). The team's split of the 20 ISIC crops: ``even`` is the half the
+    defaults were tuned on, ``odd`` the held-out half."""
+    import re
+
+    if subset == "all":
+        return list(range(len(names)))
+    if subset not in ("even", "odd"):
+        raise SystemExit(f"--subset {subset!r}: use all, even or odd")
+    keep = []
+    for i, name in enumerate(names):
+        nums = re.findall(r"\d+", name)
+        if not nums:
+            raise SystemExit(f"--subset {subset}: image name {name!r} holds no number; use --subset all")
+        if (int(nums[-1]) % 2 == 0) == (subset == "even"):
+            keep.append(i)
+    return keep
+
+
+def _eval_data(
+    source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed: int, split: str | None, subset: str = "all"
+):
     if source == "synthetic":
         from mslib.data.synthetic import make_batch
 
@@ -237,11 +259,14 @@ def _eval_data(source: str, cfg: MSFormerConfig, n: int | None, data: Path, seed
 
         ims, mks = make_batch(n or 20, cfg.image_size, seed=seed)
         return f"synthetic dermoscopy (seed {seed})", [f"derm_{i}" for i in range(len(ims))], list(ims), list(mks)
-    if source == "isic":
-        images, masks = load_isic(data, n)
-        return "ISIC crops", [f"isic_{i}" for i in range(len(images))], images, masks
-    layout, names, images, masks = load_folder(data, n, split)
-    return f"{data} ({layout})", names, images, masks
+    if source == "isic":  # the team's crops: the raw ISIC layout of --eval folder, every image
+        if not (Path(data) / "images").is_dir():
+            load_isic(data)  # exits with where to put the crops
+        split = None
+    layout, names, images, masks = load_folder(data, None if subset != "all" else n, split)
+    keep = select_subset(names, subset)[:n]
+    what = f"{data} ({layout})" + ("" if subset == "all" else f", {subset}-numbered images")
+    return what, [names[i] for i in keep], [images[i] for i in keep], [masks[i] for i in keep]
 
 
 def run_eval(
@@ -252,8 +277,9 @@ def run_eval(
     seed: int = 123,
     split: str | None = "test",
     per_image: bool = False,
+    subset: str = "all",
 ) -> str:
-    what, names, images, masks = _eval_data(source, cfg, n, data, seed, split)
+    what, names, images, masks = _eval_data(source, cfg, n, data, seed, split, subset)
     c = compare(images, masks, cfg)
     results, km = c["results"], f"k-means (K={cfg.kmeans_k})"
     rows = []
@@ -555,6 +581,13 @@ def main(argv=None) -> str:
         help="--eval folder, prepared layout: the split file to read (all images when it is missing)",
     )
     ap.add_argument("--per-image", action="store_true", help="--eval: one row per image too")
+    ap.add_argument(
+        "--subset",
+        default="all",
+        choices=["all", "even", "odd"],
+        help="--eval isic/folder: only the images whose name ends in an even/odd number (ISIC crops: even = "
+        "the tuning half of the defaults, odd = held out)",
+    )
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument(
         "--engine-overhead",
@@ -604,7 +637,7 @@ def main(argv=None) -> str:
             cfg = dataclasses.replace(cfg, image_size=args.size)
         if args.eval == "folder" and args.data is None:
             raise SystemExit("--eval folder needs --data DIR (a prepared dataset, an ISIC folder or the PH2 folder)")
-        return run_eval(args.eval, cfg, args.n, args.data or DEFAULT_ISIC, args.seed, args.split, args.per_image)
+        return run_eval(args.eval, cfg, args.n, args.data or DEFAULT_ISIC, args.seed, args.split, args.per_image, args.subset)
     if args.ablation:
         cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
         if args.size:

@@ -127,3 +127,14 @@ def test_speed_candidates_smoke():
     """The interleaved speed table runs (tiny size, one step); timings are printed, never asserted."""
     out = main(["--speed-candidates", "--size", "32", "--steps", "1", "--rounds", "1", "--threads", "1"])
     assert "vs defaults" in out and "channels_last" in out and "dim=16" in out
+
+
+def test_subset_by_name_parity():
+    from benchmarks.bench_selfsup import select_subset
+
+    names = ["ISIC_0000012", "ISIC_0000013", "IMD003", "case_7_v2"]
+    assert select_subset(names, "all") == [0, 1, 2, 3]
+    assert select_subset(names, "even") == [0, 3]  # the last number counts: case_7_v2 -> 2
+    assert select_subset(names, "odd") == [1, 2]
+    with pytest.raises(SystemExit, match="holds no number"):
+        select_subset(["lesion"], "odd")

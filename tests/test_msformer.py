@@ -106,11 +106,12 @@ def test_config_defaults_and_published_setting():
     from mslib.configs import MSFormerConfig
 
     cfg = MSFormerConfig.quick()
-    assert cfg.out_norm is True and tuple(cfg.lambdas) == (1.0, 2.0, 0.3) and cfg.image_size == 128
-    assert (cfg.n_clusters, cfg.mlp_ratio) == (10, 2.0)
+    assert cfg.out_norm is True and tuple(cfg.lambdas) == (1.0, 2.0, 1.2) and cfg.image_size == 128
+    assert (cfg.n_clusters, cfg.mlp_ratio, cfg.lr, cfg.min_clusters, cfg.standardize) == (10, 2.0, 0.3, 2, False)
     pub = dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED)
     assert pub.out_norm is False and tuple(pub.lambdas) == (1.0, 2.0, 1.2)
     assert (pub.n_clusters, pub.mlp_ratio) == (100, 4.0)  # the official code's K and Mix-FFN width
+    assert (pub.lr, pub.min_clusters, pub.standardize) == (0.1, 3, False)  # paper's rate, official stop and input
     # the paper's other loss values stay reachable and every lambda is within the (0, 2) grid of Appendix A
     assert all(0 <= v <= 2 for v in cfg.lambdas)
     assert "PUBLISHED" not in {f.name for f in dataclasses.fields(MSFormerConfig)}

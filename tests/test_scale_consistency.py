@@ -292,4 +292,4 @@ def test_joint_loss_weights_and_skip():
 def test_default_lambdas_are_the_config_ones():
     from mslib.configs import MSFormerConfig
 
-    assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 0.3)
+    assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 1.2)

@@ -110,7 +110,7 @@ def test_bad_config():
 
 def test_registered_config():
     cfg = get_config("msformer", "paper")
-    assert (cfg.lr, cfg.momentum, cfg.max_iters, cfg.min_clusters) == (0.1, 0.9, 50, 3)
+    assert (cfg.lr, cfg.momentum, cfg.max_iters, cfg.min_clusters) == (0.3, 0.9, 50, 2)
     assert cfg.image_size == 257 and cfg.depth == 2
 
 
