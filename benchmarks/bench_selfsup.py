@@ -637,7 +637,9 @@ def main(argv=None) -> str:
             cfg = dataclasses.replace(cfg, image_size=args.size)
         if args.eval == "folder" and args.data is None:
             raise SystemExit("--eval folder needs --data DIR (a prepared dataset, an ISIC folder or the PH2 folder)")
-        return run_eval(args.eval, cfg, args.n, args.data or DEFAULT_ISIC, args.seed, args.split, args.per_image, args.subset)
+        return run_eval(
+            args.eval, cfg, args.n, args.data or DEFAULT_ISIC, args.seed, args.split, args.per_image, args.subset
+        )
     if args.ablation:
         cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
         if args.size:

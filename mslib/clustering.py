@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
-from scipy.cluster.vq import kmeans2
 
 from mslib import metrics
 from mslib.utils import image_to_tensor
@@ -46,6 +44,8 @@ def kmeans_labels(image, k: int = 3, seed: int = 0, iters: int = 20) -> torch.Te
     x, (h, w) = _pixels(image)
     if x.shape[0] < k:
         raise ValueError(f"kmeans_labels: k={k} is more than the {x.shape[0]} pixels of the image")
+    from scipy.cluster.vq import kmeans2  # scipy loads on first use (~30 MB)
+
     _, labels = kmeans2(x, k, iter=iters, minit="++", seed=np.random.default_rng(seed))
     return torch.from_numpy(labels.astype(np.int64)).view(h, w)
 
@@ -88,6 +88,8 @@ def legacy_gt_crop(pred, gt, kernel: int = 7, iterations: int = 2) -> torch.Tens
     p, g = metrics.binarize_target(pred), metrics.binarize_target(gt)
     if p.shape != g.shape:
         raise ValueError(f"legacy_gt_crop: pred {tuple(p.shape)} and gt {tuple(g.shape)} differ")
+    from scipy import ndimage
+
     dil = ndimage.binary_dilation(g.cpu().numpy(), structure=np.ones((kernel, kernel), bool), iterations=iterations)
     return p & torch.from_numpy(dil).to(p.device)
 

@@ -79,7 +79,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 __all__ = [
     "dice",
@@ -617,6 +616,8 @@ _GAUSS_7_5 = _matlab_gaussian(7, 5.0)
 
 
 def _wfm_one(p: np.ndarray, g: np.ndarray, beta2: float) -> float:
+    from scipy import ndimage  # scipy loads on first use (~30 MB)
+
     if not g.any():
         return 0.0
     bg = ~g
@@ -658,12 +659,16 @@ def weighted_f_measure(pred, gt, *, beta2: float = 1.0, minmax: bool = False) ->
 
 def _surface(mask: np.ndarray, connectivity: int) -> np.ndarray:
     """Surface pixels: the mask minus its binary erosion (image border counts as outside)."""
+    from scipy import ndimage
+
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity)
     return mask & ~ndimage.binary_erosion(mask, structure=structure, iterations=1)
 
 
 def _surface_distances(a: np.ndarray, b: np.ndarray, spacing, connectivity: int) -> np.ndarray:
     """Distances from every surface pixel of ``a`` to the nearest surface pixel of ``b``."""
+    from scipy import ndimage
+
     dt = ndimage.distance_transform_edt(~_surface(b, connectivity), sampling=spacing)
     return dt[_surface(a, connectivity)]
 

@@ -69,15 +69,9 @@ class WeightSpec:
     source: str = ""
 
 
-def _vgg16_spec() -> WeightSpec:
-    url = "https://download.pytorch.org/models/vgg16-397923af.pth"
-    try:  # the torchvision weights enum is the authority where available
-        from torchvision.models import VGG16_Weights
-
-        url = VGG16_Weights.IMAGENET1K_V1.url
-    except Exception:  # pragma: no cover - very old torchvision
-        pass
-    return WeightSpec("vgg16", url, url.rsplit("/", 1)[-1], "397923af", "torchvision VGG16_Weights.IMAGENET1K_V1")
+#: torchvision's ``VGG16_Weights.IMAGENET1K_V1.url`` (a test checks that they agree); written out so that
+#: importing mslib's losses does not import torchvision (about 200 MB of memory and a second of start-up).
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -88,7 +82,9 @@ WEIGHTS: dict[str, WeightSpec] = {
         "3cf99910",
         "official Res2Net release (Gao et al., github.com/Res2Net/Res2Net-PretrainedModels)",
     ),
-    "vgg16": _vgg16_spec(),
+    "vgg16": WeightSpec(
+        "vgg16", VGG16_URL, VGG16_URL.rsplit("/", 1)[-1], "397923af", "torchvision VGG16_Weights.IMAGENET1K_V1"
+    ),
 }
 
 

@@ -97,6 +97,26 @@ def test_block_user_imports_no_optional_dependency():
     assert out.stdout.strip() == "[]"
 
 
+def test_msformer_path_imports_neither_torchvision_nor_scipy():
+    """The per-image MS-Former loop imports only what it uses: the lazy subpackages (PEP 562) keep torchvision
+    (through the supervised models and recipes) and scipy (metrics, k-means) out, ~200 MB of peak memory."""
+    code = (
+        "import sys, mslib.recipes.msformer, mslib.train.selfsup; "
+        "print(sorted(m for m in ('torchvision', 'scipy', 'mslib.data', 'mslib.models.m2snet') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_vgg16_url_is_torchvisions():
+    from torchvision.models import VGG16_Weights
+
+    from mslib.weights import VGG16_URL, WEIGHTS
+
+    assert VGG16_URL == VGG16_Weights.IMAGENET1K_V1.url == WEIGHTS["vgg16"].url
+
+
 def test_optional_import_names_the_extra():
     from mslib.utils import optional_import
 

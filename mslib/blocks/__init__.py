@@ -7,35 +7,80 @@
 Every name is also importable from its module (``mslib.blocks.subtraction`` ...).
 """
 
-from mslib.blocks.attention import (
-    EfficientAttention,
-    EfficientTransformerBlock,
-    MixFFN,
-    efficient_attention,
-    softmax_attention,
-)
-from mslib.blocks.intra_scale import (
-    IntraScaleTokens,
-    adaptive_bins,
-    batch_norm_affine,
-    box_means,
-    integral_image,
-    shifted_pairs,
-)
-from mslib.blocks.subtraction import (
-    UNITS,
-    AdditionUnit,
-    AsppSubtractionUnit,
-    ConvBNReLU,
-    DenseAsppSubtractionUnit,
-    MultiScaleSubtractionUnit,
-    SubtractionUnit,
-    all_ones_conv2d,
-    box_filter,
-    make_unit,
-    upsample_to,
-)
-from mslib.blocks.uafr import UAFR, normalized_entropy, uafr_num_parameters
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mslib.blocks.attention import (
+        EfficientAttention,
+        EfficientTransformerBlock,
+        MixFFN,
+        efficient_attention,
+        softmax_attention,
+    )
+    from mslib.blocks.intra_scale import (
+        IntraScaleTokens,
+        adaptive_bins,
+        batch_norm_affine,
+        box_means,
+        integral_image,
+        shifted_pairs,
+    )
+    from mslib.blocks.subtraction import (
+        UNITS,
+        AdditionUnit,
+        AsppSubtractionUnit,
+        ConvBNReLU,
+        DenseAsppSubtractionUnit,
+        MultiScaleSubtractionUnit,
+        SubtractionUnit,
+        all_ones_conv2d,
+        box_filter,
+        make_unit,
+        upsample_to,
+    )
+    from mslib.blocks.uafr import UAFR, normalized_entropy, uafr_num_parameters
+
+#: public name -> its module, loaded on first use (PEP 562): ``mslib.blocks.subtraction`` needs torchvision,
+#: the MS-Former blocks do not
+_WHERE = {
+    "EfficientAttention": "attention",
+    "EfficientTransformerBlock": "attention",
+    "MixFFN": "attention",
+    "efficient_attention": "attention",
+    "softmax_attention": "attention",
+    "IntraScaleTokens": "intra_scale",
+    "adaptive_bins": "intra_scale",
+    "batch_norm_affine": "intra_scale",
+    "box_means": "intra_scale",
+    "integral_image": "intra_scale",
+    "shifted_pairs": "intra_scale",
+    "UNITS": "subtraction",
+    "AdditionUnit": "subtraction",
+    "AsppSubtractionUnit": "subtraction",
+    "ConvBNReLU": "subtraction",
+    "DenseAsppSubtractionUnit": "subtraction",
+    "MultiScaleSubtractionUnit": "subtraction",
+    "SubtractionUnit": "subtraction",
+    "all_ones_conv2d": "subtraction",
+    "box_filter": "subtraction",
+    "make_unit": "subtraction",
+    "upsample_to": "subtraction",
+    "UAFR": "uafr",
+    "normalized_entropy": "uafr",
+    "uafr_num_parameters": "uafr",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"mslib.blocks.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mslib.blocks' has no attribute {name!r}")
+
 
 __all__ = [
     # attention (MS-Former Eq. 1-2)
