@@ -363,27 +363,40 @@ def run_ablation(cfg: MSFormerConfig, n: int) -> str:
     )
 
 
-def _time_cell(size: int, images_npy: str, overrides: dict) -> dict:
+def _time_cell(size: int, images_npy: str, overrides: dict, device: str = "cpu") -> dict:
     """One timing cell, in its own process: only torch and mslib's self-supervised loop are imported
-    (the images come from a ``.npy`` file written by the parent, not from the generator)."""
+    (the images come from a ``.npy`` file written by the parent, not from the generator). On a GPU
+    (``device="cuda"``) the peak is the GPU's (``torch.cuda.max_memory_allocated``), not the process's."""
     cfg = dataclasses.replace(get_config("msformer", "paper"), image_size=size, **overrides)
     ims = np.load(images_npy)
+    cuda = device.startswith("cuda")
     segment_images(
-        [ims[0, :32, :32]], dataclasses.replace(cfg, image_size=32, max_iters=2), progress=False
+        [ims[0, :32, :32]], dataclasses.replace(cfg, image_size=32, max_iters=2), progress=False, device=device
     )  # warm-up of the kernels
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # imports (torch ~0.5 GB), data, warm-up
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.max_memory_allocated() / 2**20
     t0 = time.perf_counter()
-    res = segment_images(list(ims), cfg, progress=False)
+    res = segment_images(list(ims), cfg, progress=False, device=device)
+    if cuda:
+        torch.cuda.synchronize()
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    )
     return {
         "seconds": (time.perf_counter() - t0) / len(ims),
         "iters": float(np.mean([r.iterations for r in res])),
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_mb": peak,
         "base_mb": base,
         "clusters": float(np.mean([r.n_clusters for r in res])),
     }
 
 
-def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
+def run_time(sizes: list[int], n: int, threads: int, items: list[str], device: str = "cpu") -> str:
     """Mean wall time and peak RSS per image, each size in a fresh process; glibc's default heap and a
     fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_=131072``: large tensors go back to the system when
     freed instead of staying in the heap) are both shown."""
@@ -398,10 +411,10 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
             ims, _ = make_batch("skin", n, size, seed=7)
             path = str(Path(tmp) / f"skin_{size}.npy")
             np.save(path, np.stack([np.asarray(i) for i in ims]))  # (n, H, W, 3) uint8
-            for heap, env in (
-                ("glibc default", {}),
-                ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"}),
-            ):
+            heaps = [("glibc default", {}), ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"})]
+            if device != "cpu":  # the GPU's memory is what counts there
+                heaps = [(f"{device}: GPU memory allocated", {})]
+            for heap, env in heaps:
                 cmd = [
                     sys.executable,
                     "-m",
@@ -411,6 +424,8 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
                     "--time-cell",
                     str(size),
                     path,
+                    "--device",
+                    device,
                     *sum((["--set", s] for s in items), []),
                 ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
@@ -439,7 +454,7 @@ def run_time(sizes: list[int], n: int, threads: int, items: list[str]) -> str:
             "of which optimisation MB",
             "vs official 148 s",
         ],
-        title=f"MS-Former per-image optimisation on CPU ({threads} threads), {n} synthetic skin images, "
+        title=f"MS-Former per-image optimisation on {device} ({threads} CPU threads), {n} synthetic skin images, "
         "paper profile (official code at 257 px: 148 s/image, 6.2 GB peak)",
     )
 
@@ -620,12 +635,15 @@ def main(argv=None) -> str:
         help="synthetic image set for --eval synthetic (123: the tuning set of the defaults; 2024: held out)",
     )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument(
+        "--device", default="cpu", help="--time: cpu or cuda (on a GPU the peak column is GPU memory allocated)"
+    )
     ap.add_argument("--time-cell", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = _parse_set(args.set)
     if args.time_cell:
-        print(json.dumps(_time_cell(int(args.time_cell[0]), args.time_cell[1], overrides)))
+        print(json.dumps(_time_cell(int(args.time_cell[0]), args.time_cell[1], overrides, args.device)))
         return ""
     if args.speed_candidates:
         return run_speed_candidates(args.size or 257, args.steps, args.rounds)
@@ -646,7 +664,7 @@ def main(argv=None) -> str:
             cfg = dataclasses.replace(cfg, image_size=args.size)
         return run_ablation(cfg, args.n or 12)
     # --time, and the default (``make bench``): per-image speed and memory
-    return run_time(args.sizes, args.n or 2, args.threads, args.set)
+    return run_time(args.sizes, args.n or 2, args.threads, args.set, args.device)
 
 
 if __name__ == "__main__":
