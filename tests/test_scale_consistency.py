@@ -293,3 +293,19 @@ def test_default_lambdas_are_the_config_ones():
     from mslib.configs import MSFormerConfig
 
     assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 1.2)
+
+
+def test_batch_norm_affine_under_bfloat16_autocast_keeps_float32_running_stats():
+    """Under CPU bfloat16 autocast the batch moments are bfloat16; the running statistics stay float32
+    and move as they do in float32 (to bfloat16 precision)."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) * 3 + 1
+    bn_ref, bn = torch.nn.BatchNorm1d(8), torch.nn.BatchNorm1d(8)
+    batch_norm_affine(bn_ref, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = torch.nn.functional.linear(x, torch.eye(8))  # a bfloat16 activation, as inside MS-Former
+        scale, offset = batch_norm_affine(bn, h)
+    assert h.dtype == torch.bfloat16
+    assert bn.running_mean.dtype == bn.running_var.dtype == torch.float32
+    torch.testing.assert_close(bn.running_mean, bn_ref.running_mean, atol=0.02, rtol=0.02)
+    torch.testing.assert_close(bn.running_var, bn_ref.running_var, atol=0.05, rtol=0.02)

@@ -78,8 +78,9 @@ def batch_norm_affine(bn: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -
                 n = flat.shape[0]
                 bn.num_batches_tracked += 1
                 factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-                bn.running_mean.lerp_(mean.detach(), factor)
-                bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), factor)
+                # in the buffers' dtype: under bfloat16 autocast the batch moments are bfloat16
+                bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), factor)
+                bn.running_var.lerp_((var.detach() * n / max(n - 1, 1)).to(bn.running_var.dtype), factor)
     else:
         mean, var = bn.running_mean, bn.running_var
     inv = torch.rsqrt(var + bn.eps)
