@@ -543,20 +543,30 @@ SPEED_CANDIDATES = (
 )
 
 
+def _autocast_forward(forward):
+    def wrapped(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return forward(*args, **kwargs)
+
+    return wrapped
+
+
 def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool = True) -> str:
     """Seconds per forward pass (+ SGD step) of each candidate against the defaults, interleaved in one process
     on the same image (no early stop: ``min_clusters=1``, ``max_iters=steps``), so that a loaded machine slows
     every candidate alike; the ratio is what to read. ``channels_last`` adds the defaults with the input and model
-    in ``torch.channels_last``."""
+    in ``torch.channels_last``; a last row runs the defaults' forward under CPU bfloat16 autocast."""
     from mslib.data.synthetic_dermoscopy import make_sample
     from mslib.recipes.msformer import build_model
     from mslib.train.selfsup import optimise_image
 
     base = dataclasses.replace(get_config("msformer", "paper"), image_size=size, max_iters=steps, min_clusters=1)
     image, _ = make_sample(size, 7)
-    cands = [(n, dataclasses.replace(base, **o), False) for n, o in SPEED_CANDIDATES]
+    cands = [(n, dataclasses.replace(base, **o), None) for n, o in SPEED_CANDIDATES]
     if channels_last:
-        cands.append(("defaults, channels_last", base, True))
+        cands.append(("defaults, channels_last", base, "channels_last"))
+    if torch.backends.mkldnn.is_available():
+        cands.append(("defaults, bfloat16 autocast", base, "bfloat16"))
     segment_images([image[:32, :32]], dataclasses.replace(base, image_size=32, max_iters=2), progress=False)
     t = {n: 0.0 for n, _, _ in cands}
     for r in range(rounds):
@@ -565,8 +575,10 @@ def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 model = build_model(c, 3)
-            if cl:
+            if cl == "channels_last":
                 model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            elif cl == "bfloat16":  # the forward under CPU autocast; losses and SGD in float32
+                model.forward = _autocast_forward(model.forward)
             t0 = time.perf_counter()
             optimise_image(x, model, c)
             t[name] += time.perf_counter() - t0

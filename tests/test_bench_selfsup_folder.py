@@ -127,6 +127,9 @@ def test_speed_candidates_smoke():
     """The interleaved speed table runs (tiny size, one step); timings are printed, never asserted."""
     out = main(["--speed-candidates", "--size", "32", "--steps", "1", "--rounds", "1", "--threads", "1"])
     assert "vs defaults" in out and "channels_last" in out and "dim=16" in out
+    import torch
+
+    assert ("bfloat16 autocast" in out) == torch.backends.mkldnn.is_available()
 
 
 def test_subset_by_name_parity():
