@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_selfsup [--time] [--sizes 128 257] [--n 2]
     .venv/bin/python -m benchmarks.bench_selfsup --eval synthetic [--n 20] [--size 128] [--seed 2024]
     .venv/bin/python -m benchmarks.bench_selfsup --eval folder --data DIR [--split test] [--n 20] [--size 257]
+        [--subset even|odd] [--published]
     .venv/bin/python -m benchmarks.bench_selfsup --eval isic [--data ../shared/data/isic2016-crops]
     .venv/bin/python -m benchmarks.bench_selfsup --ablation [--n 12] [--profile quick]
     .venv/bin/python -m benchmarks.bench_selfsup --engine-overhead [--size 257] [--n 3] [--rounds 2]
@@ -609,6 +610,12 @@ def main(argv=None) -> str:
     )
     ap.add_argument("--per-image", action="store_true", help="--eval: one row per image too")
     ap.add_argument(
+        "--published",
+        action="store_true",
+        help="--eval: the published setting (MSFormerConfig.PUBLISHED: lr 0.1, lambdas (1, 2, 1.2), K=100, "
+        "Mix-FFN x4, softmax(z), stop at 3, input in [0, 1]) instead of the defaults",
+    )
+    ap.add_argument(
         "--subset",
         default="all",
         choices=["all", "even", "odd"],
@@ -662,7 +669,10 @@ def main(argv=None) -> str:
     if args.engine_overhead:
         return run_engine_overhead(args.size or 257, args.n or 3, args.rounds)
     if args.eval:
-        cfg = dataclasses.replace(get_config("msformer", args.profile), **overrides)
+        cfg = get_config("msformer", args.profile)
+        if args.published:  # MSFormerConfig.PUBLISHED first, then any --set on top
+            cfg = dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED)
+        cfg = dataclasses.replace(cfg, **overrides)
         if args.size:
             cfg = dataclasses.replace(cfg, image_size=args.size)
         if args.eval == "folder" and args.data is None:

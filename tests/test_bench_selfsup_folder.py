@@ -123,6 +123,26 @@ def test_eval_folder_end_to_end(tmp_path, layout, capsys, monkeypatch):
     assert ("IMD002" in out) if layout == "ph2" else ("case_2" in out and "case_1" not in out)
 
 
+def test_eval_published_flag_applies_the_published_setting(tmp_path, monkeypatch):
+    import benchmarks.bench_selfsup as bench
+    from mslib.configs import MSFormerConfig
+
+    seen = {}
+
+    def fake_run_eval(source, cfg, *args):
+        seen["cfg"] = cfg
+        return ""
+
+    monkeypatch.setattr(bench, "run_eval", fake_run_eval)
+    main(["--eval", "synthetic", "--published", "--set", "max_iters=7"])
+    cfg = seen["cfg"]
+    for key, value in MSFormerConfig.PUBLISHED.items():
+        assert getattr(cfg, key) == value, key
+    assert cfg.max_iters == 7  # --set applies on top
+    main(["--eval", "synthetic"])
+    assert seen["cfg"].n_clusters == get_config("msformer", "paper").n_clusters != 100
+
+
 def test_speed_candidates_smoke():
     """The interleaved speed table runs (tiny size, one step); timings are printed, never asserted."""
     out = main(["--speed-candidates", "--size", "32", "--steps", "1", "--rounds", "1", "--threads", "1"])
