@@ -35,7 +35,9 @@ in any of three layouts (detected, in this order):
 
 It prints DSC / HM / XOR ×100, the recall and precision of the chosen cluster (×100), and the
 share of images on which MS-Former's DSC beats k-means' (K = ``kmeans_k``), honest protocol first,
-the legacy GT crop in extra columns. ``--per-image`` adds one row per image.
+the legacy GT crop in extra columns. A last row scores the trivial map with one cluster (the
+whole image called "lesion"): on sets where lesions fill the frame it scores high, and a method
+is only worth its DSC where it beats that row too. ``--per-image`` adds one row per image.
 
 ``--ablation`` is MS-Former Table 2 on synthetic skin images: CE only, CE + inter, CE + intra,
 all three (the current defaults), and the published setting (``MSFormerConfig.PUBLISHED``).
@@ -208,6 +210,11 @@ def score_maps(maps, masks) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+#: the trivial baseline: one cluster, so the best-overlap protocol calls the whole image "lesion". Where it
+#: scores high (lesions that fill the frame), the set cannot tell a method from doing nothing.
+WHOLE = "whole image (1 cluster, no method)"
+
+
 def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
     """MS-Former and k-means (K = ``cfg.kmeans_k``, and K = MS-Former's final count) on the same images at
     ``cfg.image_size``, scored at each mask's resolution: ``{method: score_maps(...)}`` plus ``results``."""
@@ -222,6 +229,7 @@ def compare(images, masks, cfg: MSFormerConfig, progress: bool = True) -> dict:
         "MS-Former": score_maps([r.labels for r in results], masks),
         f"k-means (K={cfg.kmeans_k})": score_maps(kmeans, masks),
         "k-means (K = MS-Former's final count)": score_maps(matched, masks),
+        WHOLE: score_maps([torch.zeros(m.shape, dtype=torch.long) for m in masks], masks),
         "results": results,
         "seconds": secs,
     }
@@ -284,7 +292,7 @@ def run_eval(
     c = compare(images, masks, cfg)
     results, km = c["results"], f"k-means (K={cfg.kmeans_k})"
     rows = []
-    for name in ("MS-Former", km, "k-means (K = MS-Former's final count)"):
+    for name in ("MS-Former", km, "k-means (K = MS-Former's final count)", WHOLE):
         sc = c[name]
         rows.append(
             [name]

@@ -120,6 +120,7 @@ def test_eval_folder_end_to_end(tmp_path, layout, capsys, monkeypatch):
     out = main(["--eval", "folder", "--data", str(root), "--threads", "1", "--per-image"])
     assert "MS-Former beats k-means on" in out and "recall" in out and "precision" in out
     assert "DSC (legacy GT crop)" in out and "k-means (K=3)" in out
+    assert "whole image (1 cluster, no method)" in out
     assert ("IMD002" in out) if layout == "ph2" else ("case_2" in out and "case_1" not in out)
 
 
@@ -161,3 +162,12 @@ def test_subset_by_name_parity():
     assert select_subset(names, "odd") == [1, 2]
     with pytest.raises(SystemExit, match="holds no number"):
         select_subset(["lesion"], "odd")
+
+
+def test_whole_image_row_is_the_lesion_share_baseline():
+    """One cluster: the best-overlap protocol calls the whole image lesion, DSC = 2a / (1 + a) for lesion share a."""
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:, :8] = 1  # a = 0.8
+    sc = score_maps([torch.zeros(10, 10, dtype=torch.long)], [gt])
+    assert sc["dsc"][0] == pytest.approx(2 * 0.8 / 1.8) and sc["recall"][0] == 1.0
+    assert sc["precision"][0] == pytest.approx(0.8)
