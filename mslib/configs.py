@@ -248,15 +248,15 @@ class MSFormerConfig:
     k-means K = 3 for skin, 2 for lung (Table 1). From the official code (the paper does not say):
     n_clusters 100 (maximum), stop at 3 distinct clusters, 257 px input.
 
-    Six defaults are not the published run, all within the paper's method (the paper fixes
+    Five defaults are not the published run, all within the paper's method (the paper fixes
     neither K nor the Mix-FFN width nor the stopping count): ``out_norm=True`` (the score map is
     ``softmax(BN(z))``, the ``BN(z)`` that Eq. 7 already puts on the output), ``n_clusters=10``,
-    ``mlp_ratio=2``, and the schedule and stopping rule tuned on real dermoscopy (the even half of
-    the team's ISIC 2016 crops and the synthetic dermoscopy seed 123): ``lr=0.3`` (paper 0.1) and
-    ``min_clusters=2`` (official code 3), so that lesion clusters merge within the 50 steps; the
-    input is scaled to [0, 1] as the official code does (``standardize=False``). Why, and how they
-    compare with the published setting (``MSFormerConfig.PUBLISHED``) on held-out synthetic and
-    real images: book chapters 9 and 9b and the Benchmarks page.
+    ``mlp_ratio=2``, and the schedule and stopping rule tuned on dermoscopy (the even half of the
+    team's ISIC 2016 crops and the synthetic dermoscopy seed 123): ``lr=0.3`` (paper 0.1) and
+    ``min_clusters=2`` (official code 3), so that lesion clusters merge within the 50 steps. As in
+    the official code, the input is scaled to [0, 1] (``standardize=False``). Why, what they cost on
+    small lesions, and how they compare with the published setting (``MSFormerConfig.PUBLISHED``)
+    on held-out synthetic and real images: book chapters 9 and 9b and the Benchmarks page.
 
     These values are the one source of the MS-Former defaults: :class:`mslib.models.MSFormer`
     and :func:`mslib.losses.joint_loss` use the same ones (a test checks that they agree).
