@@ -32,6 +32,7 @@ __all__ = [
     "count_parameters",
     "image_to_tensor",
     "optional_import",
+    "lazy_exports",
 ]
 
 
@@ -199,6 +200,25 @@ def image_to_tensor(image) -> torch.Tensor:
         raise ValueError(f"image array must be (H, W) or (H, W, C), got shape {arr.shape}")
     x = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float()
     return x / 255.0 if arr.dtype == np.uint8 else x
+
+
+def lazy_exports(package: str, where: dict[str, str], namespace: dict):
+    """A module ``__getattr__`` (PEP 562) that imports ``package.<where[name]>`` on first use of ``name``.
+
+    Subpackages list their public names in ``where`` (name -> module) instead of importing every
+    module up front, so that importing one model or block does not load the others' dependencies
+    (torchvision, scipy). The value is cached in ``namespace`` (the package's ``globals()``).
+    """
+    import importlib
+
+    def __getattr__(name: str):
+        if name in where:
+            value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def optional_import(module: str, extra: str, purpose: str):

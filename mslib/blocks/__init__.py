@@ -9,8 +9,9 @@ Every name is also importable from its module (``mslib.blocks.subtraction`` ...)
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from mslib.utils import lazy_exports
 
 if TYPE_CHECKING:
     from mslib.blocks.attention import (
@@ -74,13 +75,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"mslib.blocks.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mslib.blocks' has no attribute {name!r}")
-
+__getattr__ = lazy_exports("mslib.blocks", _WHERE, globals())
 
 __all__ = [
     # attention (MS-Former Eq. 1-2)

@@ -7,8 +7,9 @@ is a recipe's job (:mod:`mslib.recipes`). Every name is also importable from its
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from mslib.utils import lazy_exports
 
 if TYPE_CHECKING:
     from mslib.models.deeplabv3plus import (
@@ -84,13 +85,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"mslib.models.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mslib.models' has no attribute {name!r}")
-
+__getattr__ = lazy_exports("mslib.models", _WHERE, globals())
 
 __all__ = [
     # unet
