@@ -579,14 +579,14 @@ def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool
     segment_images([image[:32, :32]], dataclasses.replace(base, image_size=32, max_iters=2), progress=False)
     t = {n: 0.0 for n, _, _ in cands}
     for r in range(rounds):
-        for name, c, cl in cands if r % 2 == 0 else cands[::-1]:
+        for name, c, mode in cands if r % 2 == 0 else cands[::-1]:
             x = prepare_image(image, c.image_size, c.standardize)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 model = build_model(c, 3)
-            if cl == "channels_last":
+            if mode == "channels_last":
                 model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-            elif cl == "bfloat16":  # the forward under CPU autocast; losses and SGD in float32
+            elif mode == "bfloat16":  # the forward under CPU autocast; losses and SGD in float32
                 model.forward = _autocast_forward(model.forward)
             t0 = time.perf_counter()
             optimise_image(x, model, c)

@@ -205,15 +205,16 @@ def image_to_tensor(image) -> torch.Tensor:
 def lazy_exports(package: str, where: dict[str, str], namespace: dict):
     """A module ``__getattr__`` (PEP 562) that imports ``package.<where[name]>`` on first use of ``name``.
 
-    Subpackages list their public names in ``where`` (name -> module) instead of importing every
-    module up front, so that importing one model or block does not load the others' dependencies
-    (torchvision, scipy). The value is cached in ``namespace`` (the package's ``globals()``).
+    Subpackages list their public names in ``where`` (name -> module; a submodule maps to itself)
+    instead of importing every module up front, so that importing one model or block does not load
+    the others' dependencies (torchvision, scipy). The value is cached in ``namespace`` (the package's ``globals()``).
     """
     import importlib
 
     def __getattr__(name: str):
         if name in where:
-            value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+            module = importlib.import_module(f"{package}.{where[name]}")
+            value = module if where[name] == name else getattr(module, name)  # a submodule by its own name
             namespace[name] = value
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
