@@ -77,7 +77,7 @@ def _parse_set(items: list[str]) -> dict:
         else:
             out[key] = (
                 json.loads(val)
-                if val not in ("conv3x3", "patch", "hv", "diagonal", "matrix", "rowwise", "all", "last", "mean", "sum")
+                if val not in ("conv3x3", "patch", "hv", "diagonal", "matrix", "rowwise", "all", "last", "mean", "sum", "rgb", "lab")
                 else val
             )
     return out
@@ -474,7 +474,7 @@ def _direct_loop(image, cfg, seed: int):
     from mslib.losses.scale_consistency import joint_loss
     from mslib.recipes.msformer import build_model
 
-    x = prepare_image(image, cfg.image_size, cfg.standardize)
+    x = prepare_image(image, cfg.image_size, cfg.standardize, cfg.color_space)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg, x.shape[1])
@@ -580,7 +580,7 @@ def run_speed_candidates(size: int, steps: int, rounds: int, channels_last: bool
     t = {n: 0.0 for n, _, _ in cands}
     for r in range(rounds):
         for name, c, mode in cands if r % 2 == 0 else cands[::-1]:
-            x = prepare_image(image, c.image_size, c.standardize)
+            x = prepare_image(image, c.image_size, c.standardize, c.color_space)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 model = build_model(c, 3)

@@ -106,7 +106,7 @@ def test_config_defaults_and_published_setting():
     from mslib.configs import MSFormerConfig
 
     cfg = MSFormerConfig.quick()
-    assert cfg.out_norm is True and tuple(cfg.lambdas) == (1.0, 2.0, 1.2) and cfg.image_size == 128
+    assert cfg.out_norm is True and tuple(cfg.lambdas) == (1.0, 2.0, 0.6) and cfg.image_size == 128
     assert (cfg.n_clusters, cfg.mlp_ratio, cfg.lr, cfg.min_clusters, cfg.standardize) == (10, 2.0, 0.3, 2, False)
     pub = dataclasses.replace(cfg, **MSFormerConfig.PUBLISHED)
     assert pub.out_norm is False and tuple(pub.lambdas) == (1.0, 2.0, 1.2)

@@ -292,7 +292,7 @@ def test_joint_loss_weights_and_skip():
 def test_default_lambdas_are_the_config_ones():
     from mslib.configs import MSFormerConfig
 
-    assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 1.2)
+    assert tuple(DEFAULT_LAMBDAS) == tuple(MSFormerConfig().lambdas) == (1.0, 2.0, 0.6)
 
 
 def test_batch_norm_affine_under_bfloat16_autocast_keeps_float32_running_stats():

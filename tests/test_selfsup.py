@@ -40,6 +40,27 @@ def test_prepare_image_forms_agree():
         prepare_image(np.zeros((2, 2, 2, 2)), 8)
 
 
+def test_lab_input_against_skimage_and_its_scaling():
+    color = pytest.importorskip("skimage.color")
+    from mslib.train.selfsup import rgb_to_lab
+
+    rgb = torch.rand(3, 6, 5, dtype=torch.float64)
+    ref = color.rgb2lab(rgb.permute(1, 2, 0).numpy())  # CIE Lab, D65
+    np.testing.assert_allclose(rgb_to_lab(rgb).permute(1, 2, 0).numpy(), ref, atol=0.05)
+    # prepare_image(color_space="lab"): L / 100, (a + 128) / 255, (b + 128) / 255
+    img = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
+    x = prepare_image(img, None, standardize=False, color_space="lab")[0].permute(1, 2, 0).double().numpy()
+    lab = color.rgb2lab(img / 255.0)
+    np.testing.assert_allclose(x, np.stack([lab[..., 0] / 100, (lab[..., 1] + 128) / 255, (lab[..., 2] + 128) / 255], -1),
+                               atol=1e-3)
+    white = prepare_image(np.ones((2, 2, 3)), None, standardize=False, color_space="lab")[0, :, 0, 0]
+    torch.testing.assert_close(white, torch.tensor([1.0, 128 / 255, 128 / 255]), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="color_space"):
+        prepare_image(img, None, color_space="hsv")
+    with pytest.raises(ValueError, match="3-channel"):
+        prepare_image(img[..., 0], None, color_space="lab")
+
+
 def test_early_stop_rule():
     # a map that starts with at most min_clusters clusters stops before any SGD step (out_norm=False:
     # with the BN'd score map a fresh model uses every one of the 12 clusters)

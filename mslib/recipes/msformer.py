@@ -59,7 +59,7 @@ def segment_image(
     """
     cfg = cfg or MSFormerConfig.quick()
     seed = cfg.seed if seed is None else seed
-    x = prepare_image(image, cfg.image_size, cfg.standardize)
+    x = prepare_image(image, cfg.image_size, cfg.standardize, cfg.color_space)
     if not torch.isfinite(x).all():
         raise ValueError(
             "segment_image: the image holds NaN or infinite values; clean it (e.g. np.nan_to_num) before segmenting"

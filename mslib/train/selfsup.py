@@ -63,18 +63,40 @@ class SelfSupResult:
         return int(self.labels_work.unique().numel())
 
 
-def prepare_image(image, size: int | None, standardize: bool = True) -> torch.Tensor:
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], ``(..., 3, H, W)`` -> CIE Lab (D65 white), ``L`` in [0, 100], ``a``/``b`` about [-110, 110]."""
+    c = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    m = torch.tensor(
+        [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], dtype=x.dtype, device=x.device
+    )
+    white = torch.tensor([0.95047, 1.0, 1.08883], dtype=x.dtype, device=x.device)
+    xyz = torch.einsum("ij,...jhw->...ihw", m, c) / white[:, None, None]
+    d = 6 / 29
+    f = torch.where(xyz > d**3, xyz.clamp_min(d**3) ** (1 / 3), xyz / (3 * d * d) + 4 / 29)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -3)
+
+
+def prepare_image(image, size: int | None, standardize: bool = True, color_space: str = "rgb") -> torch.Tensor:
     """An image as a ``(1, C, size, size)`` float tensor.
 
     Accepts an ``(H, W)`` / ``(H, W, C)`` array (uint8 in 0-255 or float in [0, 1]) or a
     ``(C, H, W)`` tensor in [0, 1]. Resized with bilinear interpolation (antialiased) when
-    ``size`` is given; ``standardize`` gives each channel zero mean and unit variance over the
-    image (the official code only divides by 255).
+    ``size`` is given; ``color_space="lab"`` converts an RGB image to CIE Lab scaled to about
+    [0, 1] (``L / 100``, ``(a + 128) / 255``, ``(b + 128) / 255``); ``standardize`` then gives each
+    channel zero mean and unit variance over the image (the official code only divides by 255).
     """
+    if color_space not in ("rgb", "lab"):
+        raise ValueError(f"color_space must be 'rgb' or 'lab', got {color_space!r}")
     x = image_to_tensor(image)
     x = x[None]
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if color_space == "lab":
+        if x.shape[1] != 3:
+            raise ValueError(f"color_space='lab' needs a 3-channel RGB image, got {x.shape[1]} channel(s)")
+        lab = rgb_to_lab(x.clamp(0, 1))
+        x = torch.cat([lab[:, :1] / 100, (lab[:, 1:] + 128) / 255], 1)
     if standardize:
         x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-6)
     return x
