@@ -37,7 +37,8 @@ It prints DSC / HM / XOR ×100, the recall and precision of the chosen cluster (
 share of images on which MS-Former's DSC beats k-means' (K = ``kmeans_k``), honest protocol first,
 the legacy GT crop in extra columns. A last row scores the trivial map with one cluster (the
 whole image called "lesion"): on sets where lesions fill the frame it scores high, and a method
-is only worth its DSC where it beats that row too. ``--per-image`` adds one row per image.
+is only worth its DSC where it beats that row too. A second table gives the DSC by lesion area
+(under 20 %, 20-45 %, 45 % and more of the image). ``--per-image`` adds one row per image.
 
 ``--ablation`` is MS-Former Table 2 on synthetic skin images: CE only, CE + inter, CE + intra,
 all three (the current defaults), and the published setting (``MSFormerConfig.PUBLISHED``).
@@ -278,6 +279,26 @@ def _eval_data(
     return what, [names[i] for i in keep], [images[i] for i in keep], [masks[i] for i in keep]
 
 
+#: lesion-area bins of the by-area table (share of the image the mask covers): small lesions are where a
+#: stop at few clusters merges the lesion with the skin, large ones where a lesion split over clusters costs
+AREA_BINS = ((0.0, 0.2), (0.2, 0.45), (0.45, 1.01))
+
+
+def by_area(masks, scores: dict[str, dict[str, np.ndarray]]) -> list[list[str]]:
+    """Mean DSC ×100 of each method per lesion-area bin (:data:`AREA_BINS`), one row per bin, with the
+    number of images in it; a bin without images prints ``-``."""
+    area = np.array([float(np.asarray(m).astype(bool).mean()) for m in masks])
+    rows = []
+    for lo, hi in AREA_BINS:
+        sel = (area >= lo) & (area < hi)
+        label = f"{100 * lo:.0f}-{min(100 * hi, 100):.0f} %"
+        rows.append(
+            [label, int(sel.sum())]
+            + [f"{100 * float(np.mean(sc['dsc'][sel])):.1f}" if sel.any() else "-" for sc in scores.values()]
+        )
+    return rows
+
+
 def run_eval(
     source: str,
     cfg: MSFormerConfig,
@@ -311,6 +332,12 @@ def run_eval(
         rows,
         ["method", "DSC", "HM", "XOR", "recall", "precision", "DSC (legacy GT crop)", "HM (legacy)", "XOR (legacy)"],
         title=title,
+    )
+    names_by = ("MS-Former", km, WHOLE)
+    out += "\n" + print_table(
+        by_area(masks, {k: c[k] for k in names_by}),
+        ["lesion area", "images", *[f"{k.split(' (')[0]} DSC" for k in names_by]],
+        title="DSC by lesion area (share of the image the mask covers)",
     )
     if per_image:
         prow = [

@@ -120,7 +120,7 @@ def test_eval_folder_end_to_end(tmp_path, layout, capsys, monkeypatch):
     out = main(["--eval", "folder", "--data", str(root), "--threads", "1", "--per-image"])
     assert "MS-Former beats k-means on" in out and "recall" in out and "precision" in out
     assert "DSC (legacy GT crop)" in out and "k-means (K=3)" in out
-    assert "whole image (1 cluster, no method)" in out
+    assert "whole image (1 cluster, no method)" in out and "DSC by lesion area" in out
     assert ("IMD002" in out) if layout == "ph2" else ("case_2" in out and "case_1" not in out)
 
 
@@ -171,3 +171,18 @@ def test_whole_image_row_is_the_lesion_share_baseline():
     sc = score_maps([torch.zeros(10, 10, dtype=torch.long)], [gt])
     assert sc["dsc"][0] == pytest.approx(2 * 0.8 / 1.8) and sc["recall"][0] == 1.0
     assert sc["precision"][0] == pytest.approx(0.8)
+
+
+def test_by_area_bins_hand_computed():
+    from benchmarks.bench_selfsup import by_area
+
+    def mask(share):  # a 10x10 mask covering `share` of the image
+        m = np.zeros(100, np.uint8)
+        m[: round(100 * share)] = 1
+        return m.reshape(10, 10)
+
+    masks = [mask(0.1), mask(0.15), mask(0.3), mask(1.0)]  # bins: 2 small, 1 middle, 1 whole frame
+    scores = {"A": {"dsc": np.array([0.2, 0.4, 0.9, 0.5])}, "B": {"dsc": np.array([1.0, 0.0, 0.5, 0.25])}}
+    rows = by_area(masks, scores)
+    assert rows == [["0-20 %", 2, "30.0", "50.0"], ["20-45 %", 1, "90.0", "50.0"], ["45-100 %", 1, "50.0", "25.0"]]
+    assert by_area([mask(0.5)], {"A": {"dsc": np.array([0.7])}})[0] == ["0-20 %", 0, "-"]
