@@ -78,7 +78,21 @@ def _parse_set(items: list[str]) -> dict:
         else:
             out[key] = (
                 json.loads(val)
-                if val not in ("conv3x3", "patch", "hv", "diagonal", "matrix", "rowwise", "all", "last", "mean", "sum", "rgb", "lab")
+                if val
+                not in (
+                    "conv3x3",
+                    "patch",
+                    "hv",
+                    "diagonal",
+                    "matrix",
+                    "rowwise",
+                    "all",
+                    "last",
+                    "mean",
+                    "sum",
+                    "rgb",
+                    "lab",
+                )
                 else val
             )
     return out

@@ -51,8 +51,9 @@ def test_lab_input_against_skimage_and_its_scaling():
     img = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
     x = prepare_image(img, None, standardize=False, color_space="lab")[0].permute(1, 2, 0).double().numpy()
     lab = color.rgb2lab(img / 255.0)
-    np.testing.assert_allclose(x, np.stack([lab[..., 0] / 100, (lab[..., 1] + 128) / 255, (lab[..., 2] + 128) / 255], -1),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        x, np.stack([lab[..., 0] / 100, (lab[..., 1] + 128) / 255, (lab[..., 2] + 128) / 255], -1), atol=1e-3
+    )
     white = prepare_image(np.ones((2, 2, 3)), None, standardize=False, color_space="lab")[0, :, 0, 0]
     torch.testing.assert_close(white, torch.tensor([1.0, 128 / 255, 128 / 255]), atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="color_space"):
